@@ -1,0 +1,118 @@
+//! Connection and server commands, answered on the connection's own thread.
+//!
+//! They read the connection's [`Session`] and the shared [`ServerContext`], never a lock table.
+
+mod auth;
+mod client;
+mod command;
+mod config;
+mod hello;
+mod info;
+mod ping;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::command::CommandKind;
+use crate::context::ServerContext;
+use crate::protocol::{Args, Protocol, Reply};
+
+/// Per-connection state that commands can read and change.
+#[derive(Debug)]
+pub struct Session {
+    /// CLIENT ID.
+    pub id: u64,
+    /// RESP2 or RESP3.
+    pub protocol: Protocol,
+    /// CLIENT SETNAME.
+    pub name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-NAME.
+    pub lib_name: Option<Bytes>,
+    /// CLIENT SETINFO LIB-VER.
+    pub lib_ver: Option<Bytes>,
+    /// Whether the connection may run commands (always, without `--requirepass`).
+    pub authenticated: bool,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Our address on this connection.
+    pub local: SocketAddr,
+    /// When the connection was accepted.
+    pub created: Instant,
+    /// Set by QUIT: close once the replies before it are written.
+    pub close_after_reply: bool,
+}
+
+impl Session {
+    /// A fresh session for a new connection.
+    pub fn new(ctx: &ServerContext, peer: SocketAddr, local: SocketAddr) -> Self {
+        Session {
+            id: ctx.next_client_id(),
+            protocol: Protocol::Resp2,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            authenticated: ctx.config.requirepass.is_none(),
+            peer,
+            local,
+            created: Instant::now(),
+            close_after_reply: false,
+        }
+    }
+}
+
+/// `NOAUTH`, Redis's text.
+pub const NOAUTH: Reply = Reply::error("NOAUTH Authentication required.");
+
+/// Runs a connection or server command. Lock commands are not handled here.
+pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerContext) -> Reply {
+    match kind {
+        CommandKind::Ping => ping::ping(args, s),
+        CommandKind::Echo => Reply::bulk(args.get(1).unwrap_or_default()),
+        CommandKind::Hello => hello::hello(args, s, ctx),
+        CommandKind::Auth => auth::auth(args, s, ctx),
+        CommandKind::Select => match args.get(1) {
+            Some(b"0") => Reply::Ok,
+            Some(a) if std::str::from_utf8(a).is_ok_and(|t| t.parse::<i64>().is_ok()) => {
+                Reply::error("ERR DB index is out of range")
+            }
+            _ => Reply::error("ERR value is not an integer or out of range"),
+        },
+        CommandKind::Client => client::client(args, s, ctx),
+        CommandKind::Command => command::command(args),
+        CommandKind::Info => info::info(args, ctx),
+        CommandKind::Config => config::config(args, ctx),
+        CommandKind::Dbsize => {
+            let t = ctx.totals();
+            Reply::Integer((t.locked + t.completed) as i64)
+        }
+        CommandKind::Quit => {
+            s.close_after_reply = true;
+            Reply::Ok
+        }
+        CommandKind::Reset => {
+            s.protocol = Protocol::Resp2;
+            s.name = None;
+            s.authenticated = ctx.config.requirepass.is_none();
+            Reply::Simple("RESET")
+        }
+        CommandKind::Lock | CommandKind::Unlock | CommandKind::Complete => {
+            Reply::error("ERR internal: lock command dispatched as admin command")
+        }
+    }
+}
+
+/// `ERR unknown subcommand 'x'. Try NAME HELP.`, Redis's text.
+fn unknown_subcommand(sub: &[u8], name: &str) -> Reply {
+    Reply::Error(
+        format!(
+            "ERR unknown subcommand '{}'. Try {name} HELP.",
+            String::from_utf8_lossy(&sub[..sub.len().min(128)])
+        )
+        .into(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

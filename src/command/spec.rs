@@ -1,0 +1,270 @@
+//! The command spec table: the single source of truth for every command's name, arity, flags
+//! and id position. Dispatch, the central arity check, `COMMAND` replies and `docs/COMMANDS.md`
+//! all follow from [`COMMANDS`].
+//!
+//! Arity follows Redis: it counts the command name, a positive value is exact, a negative one
+//! is a minimum (`-2` = the name and at least one argument).
+
+/// What a command does, for dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    /// `LOCK id`
+    Lock,
+    /// `UNLOCK id key`
+    Unlock,
+    /// `COMPLETE id key`
+    Complete,
+    /// `PING [message]`
+    Ping,
+    /// `ECHO message`
+    Echo,
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`
+    Hello,
+    /// `AUTH [user] password`
+    Auth,
+    /// `SELECT index`
+    Select,
+    /// `CLIENT subcommand ...`
+    Client,
+    /// `COMMAND [subcommand ...]`
+    Command,
+    /// `INFO [section ...]`
+    Info,
+    /// `CONFIG GET pattern ...`
+    Config,
+    /// `DBSIZE`
+    Dbsize,
+    /// `QUIT`
+    Quit,
+    /// `RESET`
+    Reset,
+}
+
+/// One row of the spec table.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis-style arity (see the module docs).
+    pub arity: i32,
+    /// Redis command flags, as `COMMAND INFO` reports them.
+    pub flags: &'static [&'static str],
+    /// Position of the id argument (the Redis "first key"); `None` for commands without one.
+    pub id_pos: Option<usize>,
+    /// Dispatch target.
+    pub kind: CommandKind,
+    /// The argument syntax after the name, for docs and `COMMAND DOCS`.
+    pub syntax: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// The command group (`COMMAND DOCS`): `locks` for lock commands, Redis's group otherwise.
+    pub group: &'static str,
+}
+
+impl CommandSpec {
+    /// Whether `argc` arguments (including the name) satisfy this command's arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    /// Whether the command may run before the client has authenticated.
+    pub fn allowed_before_auth(&self) -> bool {
+        self.flags.contains(&"no_auth")
+    }
+}
+
+/// Every command the server knows.
+pub static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "lock",
+        arity: 2,
+        flags: &["write", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Lock,
+        syntax: "id",
+        summary: "Locks an id that is neither locked nor completed and returns a fresh key.",
+        group: "locks",
+    },
+    CommandSpec {
+        name: "unlock",
+        arity: 3,
+        flags: &["write", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Unlock,
+        syntax: "id key",
+        summary: "Releases a lock after a failed activity: the id becomes lockable again.",
+        group: "locks",
+    },
+    CommandSpec {
+        name: "complete",
+        arity: 3,
+        flags: &["write", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Complete,
+        syntax: "id key",
+        summary: "Marks a locked id completed for good; a retry with the same key succeeds again.",
+        group: "locks",
+    },
+    CommandSpec {
+        name: "ping",
+        arity: -1,
+        flags: &["fast"],
+        id_pos: None,
+        kind: CommandKind::Ping,
+        syntax: "[message]",
+        summary: "Returns PONG, or the message.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "echo",
+        arity: 2,
+        flags: &["fast"],
+        id_pos: None,
+        kind: CommandKind::Echo,
+        syntax: "message",
+        summary: "Returns the message.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "hello",
+        arity: -1,
+        flags: &["no_auth", "fast"],
+        id_pos: None,
+        kind: CommandKind::Hello,
+        syntax: "[protover [AUTH username password] [SETNAME clientname]]",
+        summary: "Handshakes: selects RESP2 or RESP3, optionally authenticates and names the client.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: &["no_auth", "fast"],
+        id_pos: None,
+        kind: CommandKind::Auth,
+        syntax: "[username] password",
+        summary: "Authenticates the connection against --requirepass.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "select",
+        arity: 2,
+        flags: &["fast"],
+        id_pos: None,
+        kind: CommandKind::Select,
+        syntax: "index",
+        summary: "Accepts database 0, the only one.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "client",
+        arity: -2,
+        flags: &[],
+        id_pos: None,
+        kind: CommandKind::Client,
+        syntax: "SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | ID | INFO",
+        summary: "Names the connection and reports on it.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "command",
+        arity: -1,
+        flags: &[],
+        id_pos: None,
+        kind: CommandKind::Command,
+        syntax: "[COUNT | INFO [name ...] | DOCS [name ...]]",
+        summary: "Describes the commands of this server, from the spec table.",
+        group: "server",
+    },
+    CommandSpec {
+        name: "info",
+        arity: -1,
+        flags: &[],
+        id_pos: None,
+        kind: CommandKind::Info,
+        syntax: "[section ...]",
+        summary: "Reports server, clients, stats and locks figures.",
+        group: "server",
+    },
+    CommandSpec {
+        name: "config",
+        arity: -2,
+        flags: &[],
+        id_pos: None,
+        kind: CommandKind::Config,
+        syntax: "GET pattern [pattern ...]",
+        summary: "Reads the running configuration.",
+        group: "server",
+    },
+    CommandSpec {
+        name: "dbsize",
+        arity: 1,
+        flags: &["fast"],
+        id_pos: None,
+        kind: CommandKind::Dbsize,
+        syntax: "",
+        summary: "Returns the number of ids held: locked plus completed.",
+        group: "server",
+    },
+    CommandSpec {
+        name: "quit",
+        arity: -1,
+        flags: &["no_auth", "fast"],
+        id_pos: None,
+        kind: CommandKind::Quit,
+        syntax: "",
+        summary: "Replies OK and closes the connection.",
+        group: "connection",
+    },
+    CommandSpec {
+        name: "reset",
+        arity: 1,
+        flags: &["no_auth", "fast"],
+        id_pos: None,
+        kind: CommandKind::Reset,
+        syntax: "",
+        summary: "Resets the connection: RESP2, no name, not authenticated.",
+        group: "connection",
+    },
+];
+
+/// Finds a command by name, ignoring ASCII case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name.len() == name.len() && c.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_ignores_case() {
+        assert_eq!(lookup(b"LoCk").map(|c| c.kind), Some(CommandKind::Lock));
+        assert!(lookup(b"lockx").is_none());
+    }
+
+    #[test]
+    fn arity_rules() {
+        let lock = lookup(b"lock").unwrap();
+        assert!(lock.arity_ok(2));
+        assert!(!lock.arity_ok(1) && !lock.arity_ok(3));
+        let ping = lookup(b"ping").unwrap();
+        assert!(ping.arity_ok(1) && ping.arity_ok(2));
+        assert!(!lookup(b"auth").unwrap().arity_ok(1));
+    }
+
+    #[test]
+    fn names_are_unique_and_lowercase() {
+        for (i, a) in COMMANDS.iter().enumerate() {
+            assert_eq!(a.name, a.name.to_ascii_lowercase());
+            assert!(COMMANDS[i + 1..].iter().all(|b| b.name != a.name));
+        }
+    }
+}

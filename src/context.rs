@@ -1,0 +1,94 @@
+//! What every thread may read about the running server: its configuration and counters.
+//!
+//! Counters are atomics written by exactly one thread each (a shard publishes its own figures
+//! once per loop iteration), so `INFO` and `DBSIZE` read them from any thread without touching
+//! table data or taking a lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crate::command::CommandLimits;
+use crate::config::Config;
+
+/// Figures one shard publishes for the others.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Locked ids in this shard's table.
+    pub locked: AtomicU64,
+    /// Completed ids in this shard's table.
+    pub completed: AtomicU64,
+    /// Commands run on connections owned by this shard.
+    pub commands_processed: AtomicU64,
+    /// Lock commands this shard sent to other shards.
+    pub forwarded: AtomicU64,
+}
+
+/// Totals over all shards, as `INFO` reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Locked ids.
+    pub locked: u64,
+    /// Completed ids.
+    pub completed: u64,
+    /// Commands processed.
+    pub commands_processed: u64,
+    /// Lock commands forwarded between shards.
+    pub forwarded: u64,
+}
+
+/// Read-mostly state shared by all threads.
+#[derive(Debug)]
+pub struct ServerContext {
+    /// The effective configuration.
+    pub config: Config,
+    /// Limits applied while parsing lock commands.
+    pub limits: CommandLimits,
+    /// The bound RESP address (the real port when `--port 0`).
+    pub resp_addr: SocketAddr,
+    /// One entry per shard.
+    pub shards: Vec<ShardStats>,
+    /// When the server started.
+    pub started: Instant,
+    /// Connected RESP clients right now.
+    pub clients: AtomicUsize,
+    /// RESP connections accepted since start.
+    pub connections_received: AtomicU64,
+    /// RESP connections refused because of `--maxclients`.
+    pub rejected_connections: AtomicU64,
+    next_client_id: AtomicU64,
+}
+
+impl ServerContext {
+    /// A context for `shards` shards.
+    pub fn new(config: Config, resp_addr: SocketAddr, shards: usize) -> Self {
+        ServerContext {
+            limits: CommandLimits {
+                max_id_len: config.max_id_len as usize,
+            },
+            config,
+            resp_addr,
+            shards: (0..shards).map(|_| ShardStats::default()).collect(),
+            started: Instant::now(),
+            clients: AtomicUsize::new(0),
+            connections_received: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            next_client_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh client id, unique for the life of the process (CLIENT ID).
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sums the shards' published figures.
+    pub fn totals(&self) -> Totals {
+        self.shards.iter().fold(Totals::default(), |t, s| Totals {
+            locked: t.locked + s.locked.load(Ordering::Relaxed),
+            completed: t.completed + s.completed.load(Ordering::Relaxed),
+            commands_processed: t.commands_processed + s.commands_processed.load(Ordering::Relaxed),
+            forwarded: t.forwarded + s.forwarded.load(Ordering::Relaxed),
+        })
+    }
+}

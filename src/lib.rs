@@ -1,0 +1,24 @@
+//! token-server: a run-once lock server that speaks the Redis protocol.
+//!
+//! A client locks an activity id (`LOCK id` → key), then either completes it for good
+//! (`COMPLETE id key`) or releases it after a failure (`UNLOCK id key`).
+//!
+//! # Map of the crate
+//! Dependencies point inward: the edges know the core, the core knows nothing of sockets.
+//! - [`protocol`]: RESP bytes ↔ requests and replies; pure, no I/O.
+//! - [`command`]: the command spec table and each command's semantics; pure, no I/O.
+//! - [`shard`]: `shard_for`, the per-shard lock table, the inter-shard mesh, the event loop.
+//! - [`net`]: accepting connections and buffering their bytes.
+//! - [`config`], [`context`], [`clock`], [`keys`]: settings, shared counters, time, keys.
+//! - [`server`]: wires it together and starts the threads.
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod command;
+pub mod config;
+pub mod context;
+pub mod keys;
+pub mod net;
+pub mod protocol;
+pub mod server;
+pub mod shard;

@@ -1,0 +1,104 @@
+//! Starting the server: bind, build the shards and their mesh, spawn the threads.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+use tracing::info;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::context::ServerContext;
+use crate::keys::KeyGenerator;
+use crate::net::acceptor;
+use crate::shard::event_loop::{Shard, WAKER_TOKEN};
+use crate::shard::mesh::{self, Inbox};
+
+/// A started server.
+pub struct Running {
+    /// The bound RESP address.
+    pub resp_addr: SocketAddr,
+    /// The shared context.
+    pub ctx: Arc<ServerContext>,
+    /// How outside threads reach each shard.
+    pub inboxes: Vec<Inbox>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// Waits for the server threads; returns the first error any of them stopped with.
+    pub fn wait(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for t in self.threads {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a server thread panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+/// Binds the listeners and starts the shard threads and the acceptor.
+pub fn start(config: Config) -> io::Result<Running> {
+    let shards = config.shard_count();
+    let listener = TcpListener::bind((config.bind, config.port)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}:{}: {e}", config.bind, config.port),
+        )
+    })?;
+    let resp_addr = listener.local_addr()?;
+    let ctx = Arc::new(ServerContext::new(config, resp_addr, shards));
+
+    let mut polls = Vec::with_capacity(shards);
+    let mut wakers = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let poll = Poll::new()?;
+        wakers.push(Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?));
+        polls.push(poll);
+    }
+    let (endpoints, inboxes) = mesh::build(wakers);
+
+    let mut threads = Vec::with_capacity(shards + 1);
+    for (poll, endpoint) in polls.into_iter().zip(endpoints) {
+        let keys = KeyGenerator::from_os()?;
+        let shard = Shard::new(poll, endpoint, ctx.clone(), SystemClock, keys);
+        let name = format!("shard-{}", threads.len());
+        threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || shard.run())?,
+        );
+    }
+    {
+        let inboxes = inboxes.clone();
+        let ctx = ctx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || {
+                    acceptor::run(listener, inboxes, ctx);
+                    Ok(())
+                })?,
+        );
+    }
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        shards,
+        dir = %ctx.config.dir.display(),
+        appendfsync = ctx.config.appendfsync.as_str(),
+        "token-server started"
+    );
+    info!("listening resp={resp_addr}");
+    Ok(Running {
+        resp_addr,
+        ctx,
+        inboxes,
+        threads,
+    })
+}

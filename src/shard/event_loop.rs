@@ -1,0 +1,435 @@
+//! A shard thread: one mio event loop that owns its connections and its slice of the table.
+//!
+//! One iteration, in Redis's `beforeSleep` order:
+//! 1. poll for readiness (sockets, the mailbox waker);
+//! 2. read sockets, decode requests, run local commands, queue commands for other shards;
+//! 3. take work from the inbox (new connections, HTTP commands) and the mesh (requests from
+//!    other shards, replies to ours);
+//! 4. publish this shard's figures;
+//! 5. send this iteration's batches to other shards, waking each destination once;
+//! 6. release replies to outside callers and write sockets.
+//!
+//! Replies are values in each connection's slot queue until step 6, so a later step that must
+//! happen before any reply leaves (syncing the log) slots in before it.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::command::admin::{self, NOAUTH, Session};
+use crate::command::{ApplyCtx, Command, lookup, unknown_command, wrong_arity};
+use crate::context::ServerContext;
+use crate::keys::KeyGenerator;
+use crate::net::connection::Connection;
+use crate::protocol::{Args, Decoded, Limits, Reply, RequestDecoder};
+use crate::shard::mesh::{ConnRef, Endpoint, External, Message, ReplyFn};
+use crate::shard::table::LockTable;
+use crate::shard::{ShardId, shard_for};
+
+/// The token of the mailbox waker; connections use their slab index.
+pub const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// A client may not buffer more than this many undecoded bytes.
+const MAX_QUERY_BUFFER: usize = 64 * 1024 * 1024;
+
+/// The parts of a shard that commands touch, apart from the connections.
+struct Core {
+    id: ShardId,
+    shards: usize,
+    table: LockTable,
+    keys: KeyGenerator,
+    mesh: Endpoint,
+    ctx: Arc<ServerContext>,
+    now_ms: u64,
+    commands: u64,
+    forwarded: u64,
+    /// Replies to outside callers, released after this iteration's writes are safe to send.
+    external_replies: Vec<(ReplyFn, Reply)>,
+}
+
+/// One shard thread's state.
+pub struct Shard<C: Clock> {
+    poll: Poll,
+    conns: Slab<Connection>,
+    decoder: RequestDecoder,
+    core: Core,
+    clock: C,
+    /// Connections with replies to write at the end of this iteration.
+    dirty: Vec<usize>,
+    /// Connections whose reading was paused and may resume.
+    resume: Vec<usize>,
+    incoming: Vec<(ShardId, Message)>,
+}
+
+impl<C: Clock> Shard<C> {
+    /// A shard over `poll` (whose registry owns the waker in `mesh`).
+    pub fn new(
+        poll: Poll,
+        mesh: Endpoint,
+        ctx: Arc<ServerContext>,
+        clock: C,
+        keys: KeyGenerator,
+    ) -> Self {
+        let shards = ctx.shards.len();
+        Shard {
+            poll,
+            conns: Slab::new(),
+            decoder: RequestDecoder::new(Limits::default()),
+            core: Core {
+                id: mesh.id,
+                shards,
+                table: LockTable::new(),
+                keys,
+                mesh,
+                ctx,
+                now_ms: 0,
+                commands: 0,
+                forwarded: 0,
+                external_replies: Vec::new(),
+            },
+            clock,
+            dirty: Vec::new(),
+            resume: Vec::new(),
+            incoming: Vec::new(),
+        }
+    }
+
+    /// Runs the loop until the process ends.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut stalled = false;
+        loop {
+            let timeout = if !self.resume.is_empty() {
+                Some(Duration::ZERO)
+            } else if stalled {
+                Some(Duration::from_millis(1))
+            } else {
+                None
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            self.core.now_ms = self.clock.now_ms();
+
+            for idx in std::mem::take(&mut self.resume) {
+                self.serve(idx);
+            }
+            for event in events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                let idx = event.token().0;
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.serve(idx);
+                }
+                if event.is_writable() {
+                    self.mark_dirty(idx);
+                }
+            }
+            self.take_external();
+            self.take_messages();
+
+            self.publish_stats();
+            stalled = self.core.mesh.flush();
+            for (done, reply) in self.core.external_replies.drain(..) {
+                done(reply);
+            }
+            for idx in std::mem::take(&mut self.dirty) {
+                self.write(idx);
+            }
+        }
+    }
+
+    /// Reads and runs requests from connection `idx` until its socket is drained, its input is
+    /// incomplete, or it is backlogged.
+    fn serve(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let cref = ConnRef {
+            slot: idx as u32,
+            conn_id: conn.session.id,
+        };
+        loop {
+            run_requests(&mut self.core, &mut self.decoder, conn, cref);
+            if conn.paused || conn.closing {
+                break;
+            }
+            if conn.input.len() > MAX_QUERY_BUFFER {
+                warn!(client = conn.session.id, peer = %conn.session.peer,
+                      "closing client that reached the query buffer limit");
+                conn.closing = true;
+                conn.output = Default::default();
+                break;
+            }
+            match conn.input.read_from(&mut conn.stream) {
+                Ok(0) => {
+                    // The peer closed: nothing more can be read, and nobody reads replies.
+                    self.close(idx);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(client = conn.session.id, error = %e, "read failed");
+                    self.close(idx);
+                    return;
+                }
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
+    fn mark_dirty(&mut self, idx: usize) {
+        if let Some(conn) = self.conns.get_mut(idx)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Encodes the ready replies of connection `idx` and writes what the socket takes.
+    fn write(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.dirty = false;
+        conn.output.encode_ready();
+        match conn.output.write_to(&mut conn.stream) {
+            Ok(_) => {}
+            Err(e) => {
+                debug!(client = conn.session.id, error = %e, "write failed");
+                self.close(idx);
+                return;
+            }
+        }
+        if conn.closing && conn.output.is_idle() {
+            self.close(idx);
+            return;
+        }
+        if conn.paused && !conn.output.is_backlogged() {
+            conn.paused = false;
+            self.resume.push(idx);
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if self.conns.contains(idx) {
+            let mut conn = self.conns.remove(idx);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            debug!(client = conn.session.id, "connection closed");
+        }
+    }
+
+    fn take_external(&mut self) {
+        while let Ok(work) = self.core.mesh.inbox.try_recv() {
+            match work {
+                External::Connection(stream) => self.adopt(stream),
+                External::Command { cmd, done } => {
+                    let reply = self.core.apply_local(cmd);
+                    self.core.external_replies.push((done, reply));
+                }
+            }
+        }
+    }
+
+    /// Takes over an accepted connection.
+    fn adopt(&mut self, stream: std::net::TcpStream) {
+        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let mut stream = TcpStream::from_std(stream);
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!(error = %e, "cannot register a connection");
+            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let session = Session::new(&self.core.ctx, peer, local);
+        debug!(client = session.id, %peer, shard = self.core.id, "connection accepted");
+        entry.insert(Connection::new(stream, session));
+        // Bytes may have arrived before registration; edge-triggered polling would not say so.
+        self.resume.push(token.0);
+    }
+
+    fn take_messages(&mut self) {
+        let mut incoming = std::mem::take(&mut self.incoming);
+        self.core.mesh.drain(|from, msg| incoming.push((from, msg)));
+        for (from, msg) in incoming.drain(..) {
+            match msg {
+                Message::Request { conn, seq, cmd } => {
+                    let reply = self.core.apply_local(cmd);
+                    self.core
+                        .mesh
+                        .push(from, Message::Reply { conn, seq, reply });
+                }
+                Message::Reply { conn, seq, reply } => {
+                    let idx = conn.slot as usize;
+                    if let Some(c) = self.conns.get_mut(idx)
+                        && c.session.id == conn.conn_id
+                        && c.output.fill(seq, reply)
+                    {
+                        self.mark_dirty(idx);
+                    }
+                }
+            }
+        }
+        self.incoming = incoming;
+    }
+
+    fn publish_stats(&mut self) {
+        let stats = &self.core.ctx.shards[self.core.id];
+        stats
+            .locked
+            .store(self.core.table.locked() as u64, Ordering::Relaxed);
+        stats
+            .completed
+            .store(self.core.table.completed() as u64, Ordering::Relaxed);
+        stats
+            .commands_processed
+            .store(self.core.commands, Ordering::Relaxed);
+        stats
+            .forwarded
+            .store(self.core.forwarded, Ordering::Relaxed);
+    }
+}
+
+impl Core {
+    /// Runs a lock command whose id this shard owns.
+    fn apply_local(&mut self, cmd: Command) -> Reply {
+        let mut ctx = ApplyCtx {
+            now_ms: self.now_ms,
+            keys: &mut self.keys,
+        };
+        cmd.apply(&mut self.table, &mut ctx)
+    }
+
+    /// Runs one decoded request from a connection of this shard.
+    fn execute(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) {
+        self.commands += 1;
+        let protocol = conn.session.protocol;
+        let name = args.get(0).unwrap_or_default();
+        let Some(spec) = lookup(name) else {
+            conn.push(unknown_command(args), protocol);
+            return;
+        };
+        if !spec.arity_ok(args.len()) {
+            conn.push(wrong_arity(spec.name), protocol);
+            return;
+        }
+        if !conn.session.authenticated && !spec.allowed_before_auth() {
+            conn.push(NOAUTH, protocol);
+            return;
+        }
+        match Command::parse(spec.kind, args, &self.ctx.limits) {
+            Some(Ok(cmd)) => {
+                let owner = shard_for(cmd.id(), self.shards);
+                if owner == self.id {
+                    let reply = self.apply_local(cmd);
+                    conn.push(reply, protocol);
+                } else {
+                    let seq = conn.output.push_pending(protocol);
+                    self.forwarded += 1;
+                    self.mesh.push(
+                        owner,
+                        Message::Request {
+                            conn: cref,
+                            seq,
+                            cmd,
+                        },
+                    );
+                }
+            }
+            Some(Err(reply)) => conn.push(reply, protocol),
+            None => {
+                let reply = admin::run(spec.kind, args, conn.session, &self.ctx);
+                // HELLO answers in the protocol it selects.
+                conn.push(reply, conn.session.protocol);
+            }
+        }
+    }
+}
+
+/// The parts of a connection a command may change while its input buffer is borrowed.
+struct ConnParts<'a> {
+    session: &'a mut Session,
+    output: &'a mut crate::net::connection::Output,
+}
+
+impl ConnParts<'_> {
+    fn push(&mut self, reply: Reply, protocol: crate::protocol::Protocol) {
+        self.output.push_ready(reply, protocol);
+    }
+}
+
+/// Decodes and runs the buffered requests of `conn` until its input is incomplete, it is
+/// backlogged, or it hit a protocol error.
+fn run_requests(
+    core: &mut Core,
+    decoder: &mut RequestDecoder,
+    conn: &mut Connection,
+    cref: ConnRef,
+) {
+    let Connection {
+        input,
+        output,
+        session,
+        paused,
+        closing,
+        ..
+    } = conn;
+    while !*closing {
+        if output.is_backlogged() {
+            *paused = true;
+            return;
+        }
+        let pending = input.pending();
+        if pending.is_empty() || pending.len() < input.need {
+            return;
+        }
+        match decoder.decode(pending) {
+            Decoded::Incomplete { at_least } => {
+                input.need = at_least;
+                return;
+            }
+            Decoded::Error(e) => {
+                debug!(client = session.id, error = ?e, "protocol error");
+                output.push_ready(Reply::Error(e.message().into()), session.protocol);
+                *closing = true;
+                return;
+            }
+            Decoded::Request { consumed } => {
+                if decoder.arg_count() > 0 {
+                    let args = decoder.view(pending);
+                    let mut parts = ConnParts {
+                        session: &mut *session,
+                        output: &mut *output,
+                    };
+                    core.execute(&args, &mut parts, cref);
+                    if session.close_after_reply {
+                        *closing = true;
+                    }
+                }
+                input.consume(consumed);
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Message passing between shards and into shards.
+//!
+//! Shard to shard: a fixed N×N grid of single-producer/single-consumer ring buffers, created at
+//! start-up. Each carries whole batches: a shard collects everything for one destination during
+//! a loop iteration and pushes it as one [`Batch`], then wakes that destination once.
+//! From other threads (the acceptor, HTTP workers): one MPSC [`Inbox`] per shard.
+//!
+//! A shard never blocks on another: a full ring keeps the batch in the sender's outbox for the
+//! next iteration.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use mio::Waker;
+
+use crate::command::Command;
+use crate::protocol::Reply;
+use crate::shard::ShardId;
+
+/// Capacity of each shard-to-shard ring, in batches.
+const RING_BATCHES: usize = 1024;
+
+/// Names a connection on its owning shard, safely across slot reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRef {
+    /// The connection's slab index on its shard.
+    pub slot: u32,
+    /// The connection's unique id (CLIENT ID); a reply for a closed connection is dropped.
+    pub conn_id: u64,
+}
+
+/// One message between shards.
+#[derive(Debug)]
+pub enum Message {
+    /// Run `cmd` on the receiving shard and send the reply back to the sender.
+    Request {
+        /// The connection that sent the command, on the sending shard.
+        conn: ConnRef,
+        /// The reply slot it waits in.
+        seq: u64,
+        /// The command.
+        cmd: Command,
+    },
+    /// The reply to a request this shard sent earlier.
+    Reply {
+        /// The connection the reply belongs to.
+        conn: ConnRef,
+        /// The reply slot to fill.
+        seq: u64,
+        /// The reply.
+        reply: Reply,
+    },
+}
+
+/// Messages from one shard to another, gathered during one loop iteration.
+pub type Batch = Vec<Message>;
+
+/// A callback that receives the reply to a command sent from outside the shards.
+pub type ReplyFn = Box<dyn FnOnce(Reply) + Send>;
+
+/// Work handed to a shard by another thread.
+pub enum External {
+    /// A newly accepted RESP connection to serve.
+    Connection(std::net::TcpStream),
+    /// A lock command from outside the shards (HTTP); `done` gets its reply.
+    Command {
+        /// The command; its id belongs to the receiving shard.
+        cmd: Command,
+        /// Called with the reply, on the shard thread.
+        done: ReplyFn,
+    },
+}
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            External::Connection(s) => f.debug_tuple("Connection").field(s).finish(),
+            External::Command { cmd, .. } => f.debug_struct("Command").field("cmd", cmd).finish(),
+        }
+    }
+}
+
+/// How other threads reach one shard.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    sender: mpsc::Sender<External>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// Delivers `work` and wakes the shard. Fails only if the shard has stopped.
+    pub fn send(&self, work: External) -> Result<(), External> {
+        self.sender.send(work).map_err(|e| e.0)?;
+        // A failed wake means the shard's poll is gone, i.e. it has stopped.
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
+/// One shard's end of the mesh.
+pub struct Endpoint {
+    /// This shard.
+    pub id: ShardId,
+    to: Vec<Option<rtrb::Producer<Batch>>>,
+    from: Vec<Option<rtrb::Consumer<Batch>>>,
+    wakers: Vec<Arc<Waker>>,
+    outbox: Vec<Batch>,
+    stalled: Vec<Batch>,
+    /// Receives work from other threads.
+    pub inbox: mpsc::Receiver<External>,
+}
+
+impl Endpoint {
+    /// Queues `msg` for shard `to`; it leaves at the next [`Endpoint::flush`].
+    pub fn push(&mut self, to: ShardId, msg: Message) {
+        if let Some(batch) = self.outbox.get_mut(to) {
+            batch.push(msg);
+        }
+    }
+
+    /// Sends every non-empty outbox as one batch and wakes each destination once. Returns
+    /// whether some batch could not be sent (its ring was full) and waits for the next flush.
+    pub fn flush(&mut self) -> bool {
+        let mut stalled = false;
+        for to in 0..self.outbox.len() {
+            let Some(Some(producer)) = self.to.get_mut(to) else {
+                continue;
+            };
+            let mut sent = false;
+            let pending = &mut self.stalled[to];
+            if !pending.is_empty() {
+                match producer.push(std::mem::take(pending)) {
+                    Ok(()) => sent = true,
+                    Err(rtrb::PushError::Full(batch)) => *pending = batch,
+                }
+            }
+            let batch = &mut self.outbox[to];
+            if !batch.is_empty() {
+                let batch = std::mem::take(batch);
+                if pending.is_empty() {
+                    match producer.push(batch) {
+                        Ok(()) => sent = true,
+                        Err(rtrb::PushError::Full(batch)) => *pending = batch,
+                    }
+                } else {
+                    pending.extend(batch);
+                }
+            }
+            stalled |= !pending.is_empty();
+            if sent {
+                let _ = self.wakers[to].wake();
+            }
+        }
+        stalled
+    }
+
+    /// Takes every batch waiting from every other shard, in order per sender.
+    pub fn drain(&mut self, mut each: impl FnMut(ShardId, Message)) {
+        for (from, consumer) in self.from.iter_mut().enumerate() {
+            let Some(consumer) = consumer else { continue };
+            while let Ok(batch) = consumer.pop() {
+                for msg in batch {
+                    each(from, msg);
+                }
+            }
+        }
+    }
+}
+
+/// Builds the mesh for `wakers.len()` shards: one [`Endpoint`] per shard, and the inboxes other
+/// threads use to reach them.
+pub fn build(wakers: Vec<Arc<Waker>>) -> (Vec<Endpoint>, Vec<Inbox>) {
+    let n = wakers.len();
+    let mut to: Vec<Vec<Option<rtrb::Producer<Batch>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut from: Vec<Vec<Option<rtrb::Consumer<Batch>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for (a, row) in to.iter_mut().enumerate() {
+        for (b, cell) in row.iter_mut().enumerate() {
+            if a != b {
+                let (p, c) = rtrb::RingBuffer::new(RING_BATCHES);
+                *cell = Some(p);
+                from[b][a] = Some(c);
+            }
+        }
+    }
+    let mut endpoints = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    for (id, (to, from)) in to.into_iter().zip(from).enumerate() {
+        let (sender, receiver) = mpsc::channel();
+        inboxes.push(Inbox {
+            sender,
+            waker: wakers[id].clone(),
+        });
+        endpoints.push(Endpoint {
+            id,
+            to,
+            from,
+            wakers: wakers.clone(),
+            outbox: (0..n).map(|_| Vec::new()).collect(),
+            stalled: (0..n).map(|_| Vec::new()).collect(),
+            inbox: receiver,
+        });
+    }
+    (endpoints, inboxes)
+}
