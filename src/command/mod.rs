@@ -13,6 +13,9 @@ pub mod lock;
 pub mod spec;
 pub mod unlock;
 
+#[cfg(test)]
+mod table_tests;
+
 use std::borrow::Cow;
 
 use crate::keys::KeySource;

@@ -1,0 +1,211 @@
+//! State-machine tests of the lock commands against one table: every cell of the contract,
+//! and random operation sequences checked against a plain reference model.
+
+use std::collections::BTreeMap;
+
+use crate::command::test_support::{CountingKeys, OwnedArgs};
+use crate::command::{ApplyCtx, Command, CommandKind, CommandLimits, errors};
+use crate::protocol::{KeyBytes, Reply, reply::hex_key};
+use crate::shard::table::LockTable;
+
+struct Fixture {
+    table: LockTable,
+    keys: CountingKeys,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            table: LockTable::new(),
+            keys: CountingKeys::default(),
+        }
+    }
+
+    fn run(&mut self, kind: CommandKind, parts: &[&[u8]]) -> Reply {
+        let args = OwnedArgs::new(parts);
+        let cmd = Command::parse(kind, &args.view(), &CommandLimits::default())
+            .expect("a lock command")
+            .expect("valid arguments");
+        let mut ctx = ApplyCtx {
+            now_ms: 0,
+            keys: &mut self.keys,
+        };
+        cmd.apply(&mut self.table, &mut ctx)
+    }
+
+    fn lock(&mut self, id: &[u8]) -> Reply {
+        self.run(CommandKind::Lock, &[b"LOCK", id])
+    }
+
+    fn unlock(&mut self, id: &[u8], key: &[u8]) -> Reply {
+        self.run(CommandKind::Unlock, &[b"UNLOCK", id, key])
+    }
+
+    fn complete(&mut self, id: &[u8], key: &[u8]) -> Reply {
+        self.run(CommandKind::Complete, &[b"COMPLETE", id, key])
+    }
+
+    /// Locks `id` and returns the key as hex text.
+    fn locked(&mut self, id: &[u8]) -> [u8; 32] {
+        match self.lock(id) {
+            Reply::Key(k) => hex_key(&k),
+            other => panic!("LOCK failed: {other:?}"),
+        }
+    }
+}
+
+const OTHER: &[u8] = b"ffffffffffffffffffffffffffffffff";
+
+#[test]
+fn free_id() {
+    let mut f = Fixture::new();
+    assert!(matches!(f.lock(b"a"), Reply::Key(_)));
+    assert_eq!(f.unlock(b"b", OTHER), errors::NOT_LOCKED);
+    assert_eq!(f.complete(b"b", OTHER), errors::NOT_LOCKED);
+    // An unlocked id is free again.
+    let k = f.locked(b"c");
+    assert_eq!(f.unlock(b"c", &k), Reply::Ok);
+    assert_eq!(f.unlock(b"c", &k), errors::NOT_LOCKED);
+    assert_eq!(f.complete(b"c", &k), errors::NOT_LOCKED);
+    assert!(matches!(f.lock(b"c"), Reply::Key(_)));
+}
+
+#[test]
+fn locked_id() {
+    let mut f = Fixture::new();
+    let k = f.locked(b"a");
+    assert_eq!(f.lock(b"a"), errors::LOCKED);
+    assert_eq!(f.unlock(b"a", OTHER), errors::BAD_KEY);
+    assert_eq!(f.complete(b"a", OTHER), errors::BAD_KEY);
+    assert_eq!(f.unlock(b"a", b"not-hex"), errors::BAD_KEY);
+    assert_eq!(f.table.locked(), 1, "failed attempts change nothing");
+    assert_eq!(f.unlock(b"a", &k), Reply::Ok);
+    assert_eq!(f.table.locked(), 0);
+
+    let k = f.locked(b"b");
+    assert_eq!(f.complete(b"b", &k.to_ascii_uppercase()), Reply::Ok);
+    assert_eq!((f.table.locked(), f.table.completed()), (0, 1));
+}
+
+#[test]
+fn completed_id() {
+    let mut f = Fixture::new();
+    let k = f.locked(b"a");
+    assert_eq!(f.complete(b"a", &k), Reply::Ok);
+    assert_eq!(f.lock(b"a"), errors::COMPLETED);
+    assert_eq!(f.unlock(b"a", &k), errors::COMPLETED);
+    assert_eq!(f.unlock(b"a", OTHER), errors::COMPLETED);
+    assert_eq!(f.complete(b"a", &k), Reply::Ok, "idempotent retry");
+    assert_eq!(f.complete(b"a", OTHER), errors::COMPLETED);
+    assert_eq!(f.table.completed(), 1);
+}
+
+#[test]
+fn old_key_is_void_after_unlock() {
+    let mut f = Fixture::new();
+    let old = f.locked(b"a");
+    assert_eq!(f.unlock(b"a", &old), Reply::Ok);
+    let new = f.locked(b"a");
+    assert_ne!(old, new);
+    assert_eq!(f.complete(b"a", &old), errors::BAD_KEY);
+    assert_eq!(f.complete(b"a", &new), Reply::Ok);
+}
+
+#[test]
+fn bad_ids_are_refused_at_parse() {
+    for (id, want) in [
+        (vec![], errors::EMPTY_ID),
+        (vec![b'x'; 513], errors::ID_TOO_LONG),
+    ] {
+        let args = OwnedArgs::new(&[b"LOCK", &id]);
+        let r = Command::parse(CommandKind::Lock, &args.view(), &CommandLimits::default());
+        assert_eq!(r, Some(Err(want)));
+    }
+    let args = OwnedArgs::new(&[b"LOCK", &[b'x'; 512]]);
+    let r = Command::parse(CommandKind::Lock, &args.view(), &CommandLimits::default());
+    assert!(matches!(r, Some(Ok(_))));
+}
+
+/// The reference model: what each id is, in the plainest terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ModelState {
+    Locked(KeyBytes),
+    Completed(KeyBytes),
+}
+
+fn model_apply(
+    model: &mut BTreeMap<u8, ModelState>,
+    op: u8,
+    id: u8,
+    key: Option<KeyBytes>,
+    fresh: KeyBytes,
+) -> Reply {
+    let state = model.get(&id).copied();
+    match (op, state) {
+        (0, None) => {
+            model.insert(id, ModelState::Locked(fresh));
+            Reply::Key(fresh)
+        }
+        (0, Some(ModelState::Locked(_))) => errors::LOCKED,
+        (0, Some(ModelState::Completed(_))) => errors::COMPLETED,
+        (_, None) => errors::NOT_LOCKED,
+        (1, Some(ModelState::Locked(k))) if Some(k) == key => {
+            model.remove(&id);
+            Reply::Ok
+        }
+        (_, Some(ModelState::Locked(_))) if op != 2 => errors::BAD_KEY,
+        (1, Some(ModelState::Completed(_))) => errors::COMPLETED,
+        (_, Some(ModelState::Locked(k))) if Some(k) == key => {
+            model.insert(id, ModelState::Completed(k));
+            Reply::Ok
+        }
+        (_, Some(ModelState::Locked(_))) => errors::BAD_KEY,
+        (_, Some(ModelState::Completed(k))) if Some(k) == key => Reply::Ok,
+        (_, Some(ModelState::Completed(_))) => errors::COMPLETED,
+    }
+}
+
+#[test]
+fn random_sequences_match_the_model() {
+    // A small xorshift generator: deterministic, so a failure names its seed.
+    for seed in 1..=200u64 {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut f = Fixture::new();
+        let mut model = BTreeMap::new();
+        let mut issued: Vec<KeyBytes> = Vec::new();
+        for step in 0..500 {
+            let op = (next() % 3) as u8;
+            let id = (next() % 8) as u8;
+            // Use a key that was really issued most of the time, a foreign one otherwise.
+            let key = match (next() % 5, issued.is_empty()) {
+                (0, _) | (_, true) => [0xee; 16],
+                _ => issued[(next() as usize) % issued.len()],
+            };
+            let fresh = (f.keys.0 + 1).to_be_bytes();
+            let want = model_apply(&mut model, op, id, Some(key), fresh);
+            let id_bytes = [b'i', id];
+            let hex = hex_key(&key);
+            let got = match op {
+                0 => f.lock(&id_bytes),
+                1 => f.unlock(&id_bytes, &hex),
+                _ => f.complete(&id_bytes, &hex),
+            };
+            assert_eq!(got, want, "seed {seed} step {step} op {op} id {id}");
+            if let Reply::Key(k) = got {
+                issued.push(k);
+            }
+            let locked = model
+                .values()
+                .filter(|s| matches!(s, ModelState::Locked(_)))
+                .count();
+            assert_eq!(f.table.locked(), locked);
+            assert_eq!(f.table.completed(), model.len() - locked);
+        }
+    }
+}
