@@ -71,9 +71,30 @@ pub struct Config {
     #[arg(long = "max-id-len", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub max_id_len: u32,
 
-    /// Maximum number of simultaneous client connections.
+    /// Lease in milliseconds for a LOCK without PX/EX; 0 means none (held until released).
+    #[arg(long = "default-lease", default_value_t = 0)]
+    pub default_lease: u64,
+
+    /// Seconds a completed id is kept before it becomes free again; 0 keeps it forever.
+    #[arg(long = "completed-retention", default_value_t = 0)]
+    pub completed_retention: u64,
+
+    /// Largest COMPLETE ... RESULT value, in bytes.
+    #[arg(long = "max-result-size", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(0..=16_777_216))]
+    pub max_result_size: u32,
+
+    /// Most LOCK ... WAIT requests queued for one id.
+    #[arg(long = "max-waiters", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_waiters: u32,
+
+    /// Maximum number of simultaneous client connections (RESP and HTTP each).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub maxclients: u32,
+
+    /// Seconds an HTTP client has to send a request's headers (and an idle keep-alive
+    /// connection has to start its next request) before it is disconnected.
+    #[arg(long = "http-header-timeout", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub http_header_timeout: u32,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log-level", default_value = "info")]
@@ -86,6 +107,15 @@ impl Config {
         match self.shards {
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// The table policy these settings describe.
+    pub fn policy(&self) -> crate::shard::table::Policy {
+        crate::shard::table::Policy {
+            default_lease_ms: (self.default_lease > 0).then_some(self.default_lease),
+            retention_ms: self.completed_retention.saturating_mul(1000),
+            max_waiters: self.max_waiters as usize,
         }
     }
 
@@ -150,6 +180,7 @@ mod tests {
         let c = Config::from_args(["token-server"]).unwrap();
         assert_eq!(c.port, 6409);
         assert_eq!(c.http_port, 8409);
+        assert_eq!(c.http_header_timeout, 10);
         assert_eq!(c.bind.to_string(), "127.0.0.1");
         assert_eq!(c.appendfsync, AppendFsync::Always);
         assert!(c.shard_count() >= 1);
@@ -162,6 +193,7 @@ mod tests {
             &["token-server", "--shards", "0"],
             &["token-server", "--appendfsync", "sometimes"],
             &["token-server", "--bind", "not-an-ip"],
+            &["token-server", "--http-header-timeout", "0"],
         ] {
             assert!(Config::from_args(args).is_err(), "{args:?}");
         }

@@ -22,6 +22,14 @@ pub struct ShardStats {
     pub commands_processed: AtomicU64,
     /// Lock commands this shard sent to other shards.
     pub forwarded: AtomicU64,
+    /// Queued LOCK ... WAIT requests.
+    pub waiters: AtomicU64,
+    /// Leases that ran out.
+    pub expired: AtomicU64,
+    /// Completed ids removed by retention.
+    pub reaped: AtomicU64,
+    /// LOCKs refused for a different fingerprint.
+    pub mismatches: AtomicU64,
 }
 
 /// Totals over all shards, as `INFO` reports them.
@@ -35,6 +43,14 @@ pub struct Totals {
     pub commands_processed: u64,
     /// Lock commands forwarded between shards.
     pub forwarded: u64,
+    /// Queued waiters.
+    pub waiters: u64,
+    /// Leases that ran out.
+    pub expired: u64,
+    /// Completed ids reaped by retention.
+    pub reaped: u64,
+    /// Fingerprint mismatches.
+    pub mismatches: u64,
 }
 
 /// Read-mostly state shared by all threads.
@@ -46,6 +62,9 @@ pub struct ServerContext {
     pub limits: CommandLimits,
     /// The bound RESP address (the real port when `--port 0`).
     pub resp_addr: SocketAddr,
+    /// The bound HTTP address (the real port when `--http-port 0`); the configured one until
+    /// the server has bound it.
+    pub http_addr: SocketAddr,
     /// One entry per shard.
     pub shards: Vec<ShardStats>,
     /// When the server started.
@@ -56,6 +75,8 @@ pub struct ServerContext {
     pub connections_received: AtomicU64,
     /// RESP connections refused because of `--maxclients`.
     pub rejected_connections: AtomicU64,
+    /// The last fencing token handed out, on any shard.
+    pub fences: AtomicU64,
     next_client_id: AtomicU64,
 }
 
@@ -65,7 +86,9 @@ impl ServerContext {
         ServerContext {
             limits: CommandLimits {
                 max_id_len: config.max_id_len as usize,
+                max_result_size: config.max_result_size as usize,
             },
+            http_addr: SocketAddr::new(config.bind, config.http_port),
             config,
             resp_addr,
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
@@ -73,6 +96,7 @@ impl ServerContext {
             clients: AtomicUsize::new(0),
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            fences: AtomicU64::new(0),
             next_client_id: AtomicU64::new(1),
         }
     }
@@ -89,6 +113,10 @@ impl ServerContext {
             completed: t.completed + s.completed.load(Ordering::Relaxed),
             commands_processed: t.commands_processed + s.commands_processed.load(Ordering::Relaxed),
             forwarded: t.forwarded + s.forwarded.load(Ordering::Relaxed),
+            waiters: t.waiters + s.waiters.load(Ordering::Relaxed),
+            expired: t.expired + s.expired.load(Ordering::Relaxed),
+            reaped: t.reaped + s.reaped.load(Ordering::Relaxed),
+            mismatches: t.mismatches + s.mismatches.load(Ordering::Relaxed),
         })
     }
 }

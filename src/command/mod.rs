@@ -10,21 +10,31 @@
 pub mod admin;
 pub mod complete;
 pub mod lock;
+pub mod renew;
 pub mod spec;
+pub mod status;
 pub mod unlock;
 
 #[cfg(test)]
-mod table_tests;
+pub(crate) mod table_tests;
+
+#[cfg(test)]
+mod lease_tests;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::keys::KeySource;
+use crate::log::LogRecord;
 use crate::protocol::{Args, KeyBytes, Reply, reply::parse_key};
-use crate::shard::table::{Id, LockTable};
+use crate::shard::Origin;
+use crate::shard::table::{Delivery, Id, LockTable};
 
 pub use complete::Complete;
 pub use lock::Lock;
+pub use renew::Renew;
 pub use spec::{COMMANDS, CommandKind, CommandSpec, lookup};
+pub use status::Status;
 pub use unlock::Unlock;
 
 /// The error replies of the lock commands. Their sentences never contain a key.
@@ -43,26 +53,58 @@ pub mod errors {
     pub const EMPTY_ID: Reply = Reply::error("ERR the id must not be empty");
     /// The id argument is over the configured maximum length.
     pub const ID_TOO_LONG: Reply = Reply::error("ERR id too long");
+    /// A LOCK with a fingerprint other than the one the id was locked or completed with.
+    pub const MISMATCH: Reply =
+        Reply::error("MISMATCH the id was locked with a different fingerprint");
+    /// The wait queue of an id is full.
+    pub const QUEUE_FULL: Reply =
+        Reply::error("LOCKED the id is locked and its wait queue is full");
+    /// A malformed option list.
+    pub const SYNTAX: Reply = Reply::error("ERR syntax error");
+    /// The RESULT of COMPLETE is over `--max-result-size`.
+    pub const RESULT_TOO_LARGE: Reply = Reply::error("ERR result too large");
+    /// A fingerprint over the id length limit.
+    pub const FINGERPRINT_TOO_LONG: Reply = Reply::error("ERR fingerprint too long");
 }
 
-/// What the lock commands need besides the table: the time and a key source.
+/// What the lock commands need besides the table, and where their effects go.
 pub struct ApplyCtx<'a> {
     /// Now, in milliseconds since the Unix epoch, read once per loop iteration.
     pub now_ms: u64,
     /// Where fresh keys come from.
     pub keys: &'a mut dyn KeySource,
+    /// The server-wide fence counter: every grant takes the next value.
+    pub fences: &'a AtomicU64,
+    /// Who sent the command (a waiting LOCK is answered there later).
+    pub origin: Origin,
+    /// Changes to log, in order.
+    pub records: &'a mut Vec<LogRecord>,
+    /// Replies owed to waiters, produced as a side effect.
+    pub deliveries: &'a mut Vec<Delivery>,
+}
+
+impl ApplyCtx<'_> {
+    /// The next fencing token: larger than every one handed out before, on any shard.
+    pub fn next_fence(&self) -> u64 {
+        self.fences.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// Limits applied while parsing lock commands.
 #[derive(Clone, Copy, Debug)]
 pub struct CommandLimits {
-    /// Longest accepted id in bytes.
+    /// Longest accepted id (and fingerprint) in bytes.
     pub max_id_len: usize,
+    /// Longest accepted COMPLETE ... RESULT value in bytes.
+    pub max_result_size: usize,
 }
 
 impl Default for CommandLimits {
     fn default() -> Self {
-        CommandLimits { max_id_len: 512 }
+        CommandLimits {
+            max_id_len: 512,
+            max_result_size: 64 * 1024,
+        }
     }
 }
 
@@ -73,8 +115,12 @@ pub enum Command {
     Lock(Lock),
     /// `UNLOCK id key`
     Unlock(Unlock),
-    /// `COMPLETE id key`
+    /// `COMPLETE id key [RESULT value]`
     Complete(Complete),
+    /// `RENEW id key PX ms | EX s`
+    Renew(Renew),
+    /// `STATUS id`
+    Status(Status),
 }
 
 impl Command {
@@ -89,6 +135,8 @@ impl Command {
             CommandKind::Lock => Lock::parse(args, limits).map(Command::Lock),
             CommandKind::Unlock => Unlock::parse(args, limits).map(Command::Unlock),
             CommandKind::Complete => Complete::parse(args, limits).map(Command::Complete),
+            CommandKind::Renew => Renew::parse(args, limits).map(Command::Renew),
+            CommandKind::Status => Status::parse(args, limits).map(Command::Status),
             _ => return None,
         })
     }
@@ -99,7 +147,14 @@ impl Command {
             Command::Lock(c) => &c.id,
             Command::Unlock(c) => &c.id,
             Command::Complete(c) => &c.id,
+            Command::Renew(c) => &c.id,
+            Command::Status(c) => &c.id,
         }
+    }
+
+    /// Whether the command can change the table (and so may need the log).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, Command::Status(_))
     }
 
     /// Runs the command against the table of the shard that owns its id.
@@ -108,6 +163,8 @@ impl Command {
             Command::Lock(c) => c.apply(table, ctx),
             Command::Unlock(c) => c.apply(table, ctx),
             Command::Complete(c) => c.apply(table, ctx),
+            Command::Renew(c) => c.apply(table, ctx),
+            Command::Status(c) => c.apply(table, ctx),
         }
     }
 }
@@ -122,6 +179,20 @@ pub fn parse_id(arg: Option<&[u8]>, limits: &CommandLimits) -> Result<Id, Reply>
         return Err(errors::ID_TOO_LONG);
     }
     Ok(arg.into())
+}
+
+/// Parses a lease given as `PX ms` or `EX s` into milliseconds; `None` if invalid. Leases are
+/// capped at 2^40 ms (about 34 years).
+pub fn parse_lease(unit: &[u8], value: &[u8]) -> Option<u64> {
+    let n: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+    let ms = if unit.eq_ignore_ascii_case(b"PX") {
+        n
+    } else if unit.eq_ignore_ascii_case(b"EX") {
+        n.checked_mul(1000)?
+    } else {
+        return None;
+    };
+    (ms > 0 && ms <= 1 << 40).then_some(ms)
 }
 
 /// Parses a key argument. A malformed key is not an error: it is a key that matches nothing.
@@ -183,6 +254,14 @@ pub(crate) mod test_support {
         pub fn view(&self) -> crate::protocol::Args<'_> {
             crate::protocol::Args::new(&self.buf, &self.ranges)
         }
+    }
+
+    /// Effects collected while applying commands in tests.
+    #[derive(Default)]
+    pub struct Sink {
+        pub records: Vec<crate::log::LogRecord>,
+        pub deliveries: Vec<crate::shard::table::Delivery>,
+        pub fences: std::sync::atomic::AtomicU64,
     }
 
     /// Keys 1, 2, 3, … as big-endian 128-bit numbers: predictable in tests.

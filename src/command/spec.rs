@@ -8,12 +8,16 @@
 /// What a command does, for dispatch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandKind {
-    /// `LOCK id`
+    /// `LOCK id [options]`
     Lock,
     /// `UNLOCK id key`
     Unlock,
-    /// `COMPLETE id key`
+    /// `COMPLETE id key [RESULT value]`
     Complete,
+    /// `RENEW id key PX ms | EX s`
+    Renew,
+    /// `STATUS id`
+    Status,
     /// `PING [message]`
     Ping,
     /// `ECHO message`
@@ -83,11 +87,11 @@ impl CommandSpec {
 pub static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "lock",
-        arity: 2,
+        arity: -2,
         flags: &["write", "fast"],
         id_pos: Some(1),
         kind: CommandKind::Lock,
-        syntax: "id",
+        syntax: "id [PX ms | EX s] [WAIT ms] [FINGERPRINT fp] [WITHFENCE]",
         summary: "Locks an id that is neither locked nor completed and returns a fresh key.",
         group: "locks",
     },
@@ -103,12 +107,32 @@ pub static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "complete",
-        arity: 3,
+        arity: -3,
         flags: &["write", "fast"],
         id_pos: Some(1),
         kind: CommandKind::Complete,
-        syntax: "id key",
+        syntax: "id key [RESULT value]",
         summary: "Marks a locked id completed for good; a retry with the same key succeeds again.",
+        group: "locks",
+    },
+    CommandSpec {
+        name: "renew",
+        arity: 5,
+        flags: &["write", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Renew,
+        syntax: "id key PX ms | EX s",
+        summary: "Extends the lease of a lock held under the key.",
+        group: "locks",
+    },
+    CommandSpec {
+        name: "status",
+        arity: 2,
+        flags: &["readonly", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Status,
+        syntax: "id",
+        summary: "Reports an id's state, lease, fence, waiters and result; never its key.",
         group: "locks",
     },
     CommandSpec {
@@ -252,9 +276,11 @@ mod tests {
 
     #[test]
     fn arity_rules() {
+        let unlock = lookup(b"unlock").unwrap();
+        assert!(unlock.arity_ok(3));
+        assert!(!unlock.arity_ok(2) && !unlock.arity_ok(4));
         let lock = lookup(b"lock").unwrap();
-        assert!(lock.arity_ok(2));
-        assert!(!lock.arity_ok(1) && !lock.arity_ok(3));
+        assert!(lock.arity_ok(2) && lock.arity_ok(7) && !lock.arity_ok(1));
         let ping = lookup(b"ping").unwrap();
         assert!(ping.arity_ok(1) && ping.arity_ok(2));
         assert!(!lookup(b"auth").unwrap().arity_ok(1));

@@ -3,50 +3,84 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::test_support::{CountingKeys, OwnedArgs};
+use crate::command::test_support::{CountingKeys, OwnedArgs, Sink};
 use crate::command::{ApplyCtx, Command, CommandKind, CommandLimits, errors};
 use crate::protocol::{KeyBytes, Reply, reply::hex_key};
-use crate::shard::table::LockTable;
+use crate::shard::Origin;
+use crate::shard::table::{LockTable, Policy};
 
-struct Fixture {
-    table: LockTable,
-    keys: CountingKeys,
+pub(crate) struct Fixture {
+    pub table: LockTable,
+    pub keys: CountingKeys,
+    pub sink: Sink,
+    /// The fake clock, in Unix ms.
+    pub now: u64,
+    /// Who the next command comes from.
+    pub origin: Origin,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub fn new() -> Self {
+        Fixture::with_policy(Policy {
+            max_waiters: 16,
+            ..Policy::default()
+        })
+    }
+
+    pub fn with_policy(policy: Policy) -> Self {
         Fixture {
-            table: LockTable::new(),
+            table: LockTable::new(policy),
             keys: CountingKeys::default(),
+            sink: Sink::default(),
+            now: 1_000_000,
+            origin: Origin::Nobody,
         }
     }
 
-    fn run(&mut self, kind: CommandKind, parts: &[&[u8]]) -> Reply {
+    pub fn ctx(&mut self) -> ApplyCtx<'_> {
+        ApplyCtx {
+            now_ms: self.now,
+            keys: &mut self.keys,
+            fences: &self.sink.fences,
+            origin: self.origin,
+            records: &mut self.sink.records,
+            deliveries: &mut self.sink.deliveries,
+        }
+    }
+
+    pub fn run(&mut self, kind: CommandKind, parts: &[&[u8]]) -> Reply {
         let args = OwnedArgs::new(parts);
         let cmd = Command::parse(kind, &args.view(), &CommandLimits::default())
             .expect("a lock command")
             .expect("valid arguments");
-        let mut ctx = ApplyCtx {
-            now_ms: 0,
-            keys: &mut self.keys,
-        };
-        cmd.apply(&mut self.table, &mut ctx)
+        let mut table = std::mem::replace(&mut self.table, LockTable::new(Policy::default()));
+        let reply = cmd.apply(&mut table, &mut self.ctx());
+        self.table = table;
+        reply
     }
 
-    fn lock(&mut self, id: &[u8]) -> Reply {
+    /// Runs the active sweep at the current fake time.
+    pub fn sweep(&mut self) -> usize {
+        let mut table = std::mem::replace(&mut self.table, LockTable::new(Policy::default()));
+        let n = table.expire_due(&mut self.ctx(), usize::MAX);
+        self.table = table;
+        n
+    }
+
+    pub fn lock(&mut self, id: &[u8]) -> Reply {
         self.run(CommandKind::Lock, &[b"LOCK", id])
     }
 
-    fn unlock(&mut self, id: &[u8], key: &[u8]) -> Reply {
+    pub fn unlock(&mut self, id: &[u8], key: &[u8]) -> Reply {
         self.run(CommandKind::Unlock, &[b"UNLOCK", id, key])
     }
 
-    fn complete(&mut self, id: &[u8], key: &[u8]) -> Reply {
+    pub fn complete(&mut self, id: &[u8], key: &[u8]) -> Reply {
         self.run(CommandKind::Complete, &[b"COMPLETE", id, key])
     }
 
     /// Locks `id` and returns the key as hex text.
-    fn locked(&mut self, id: &[u8]) -> [u8; 32] {
+    pub fn locked(&mut self, id: &[u8]) -> [u8; 32] {
         match self.lock(id) {
             Reply::Key(k) => hex_key(&k),
             other => panic!("LOCK failed: {other:?}"),

@@ -2,22 +2,35 @@
 
 use crate::command::{ApplyCtx, CommandLimits, errors, parse_id, parse_key_arg};
 use crate::protocol::{Args, KeyBytes, Reply};
-use crate::shard::table::{Id, LockTable, State};
+use crate::shard::table::{Entry, Id, LockTable, State};
 
-/// Releases a lock held under `key`; the key is void afterwards.
+/// Releases a lock held under `key`; the key is void afterwards. The first waiter, if any,
+/// gets the id at once.
 ///
 /// # Format
 /// ```text
 /// UNLOCK id key
 /// ```
-/// Replies `+OK`, or `-NOTLOCKED` (free id), `-BADKEY` (locked under another key),
-/// `-COMPLETED` (completed id).
+/// Replies `+OK`, or `-NOTLOCKED` (free id, or the lease ran out), `-BADKEY` (locked under
+/// another key), `-COMPLETED` (completed id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unlock {
     /// The activity id.
     pub id: Id,
     /// The key given by LOCK; `None` if it was malformed (it matches nothing).
     pub key: Option<KeyBytes>,
+}
+
+/// Checks that `entry` is locked under `key`: `Ok` or the error reply UNLOCK and RENEW give.
+pub fn check_holder(entry: Option<&Entry>, key: Option<KeyBytes>) -> Result<(), Reply> {
+    let Some(entry) = entry else {
+        return Err(errors::NOT_LOCKED);
+    };
+    match entry.state {
+        State::Completed => Err(errors::COMPLETED),
+        State::Locked if key.is_some_and(|k| entry.key_matches(&k)) => Ok(()),
+        State::Locked => Err(errors::BAD_KEY),
+    }
 }
 
 impl Unlock {
@@ -30,17 +43,12 @@ impl Unlock {
     }
 
     /// Runs the command.
-    pub fn apply(self, table: &mut LockTable, _ctx: &mut ApplyCtx<'_>) -> Reply {
-        let Some(entry) = table.get(&self.id) else {
-            return errors::NOT_LOCKED;
-        };
-        match entry.state {
-            State::Completed => errors::COMPLETED,
-            State::Locked if self.key.is_some_and(|k| entry.key_matches(&k)) => {
-                table.remove_locked(&self.id);
-                Reply::Ok
-            }
-            State::Locked => errors::BAD_KEY,
+    pub fn apply(self, table: &mut LockTable, ctx: &mut ApplyCtx<'_>) -> Reply {
+        let entry = table.live(&self.id, ctx);
+        if let Err(reply) = check_holder(entry.as_deref(), self.key) {
+            return reply;
         }
+        table.release(&self.id, ctx);
+        Reply::Ok
     }
 }

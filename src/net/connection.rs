@@ -107,6 +107,11 @@ impl Output {
         });
     }
 
+    /// The sequence number the next queued slot will get.
+    pub fn next_seq(&self) -> u64 {
+        self.head_seq + self.slots.len() as u64
+    }
+
     /// Queues an empty slot and returns its sequence number, to be filled by [`Output::fill`].
     pub fn push_pending(&mut self, protocol: Protocol) -> u64 {
         let seq = self.head_seq + self.slots.len() as u64;

@@ -48,6 +48,9 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// A verbatim text string in RESP3 (`=`, format `txt`); a bulk string in RESP2.
     Verbatim(String),
+    /// Not a wire reply: the command is waiting (LOCK ... WAIT) and its reply will come later.
+    /// It never reaches a client; encoding it writes nothing.
+    Parked,
 }
 
 impl Reply {
@@ -109,6 +112,7 @@ impl Reply {
                     v.encode(proto, out);
                 }
             }
+            Reply::Parked => debug_assert!(false, "a parked reply was encoded"),
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => bulk(out, b'$', text.as_bytes()),
                 Protocol::Resp3 => {

@@ -24,20 +24,27 @@ use tracing::{debug, warn};
 
 use crate::clock::Clock;
 use crate::command::admin::{self, NOAUTH, Session};
-use crate::command::{ApplyCtx, Command, lookup, unknown_command, wrong_arity};
+use crate::command::{ApplyCtx, Command, Unlock, lookup, unknown_command, wrong_arity};
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
+use crate::log::LogRecord;
 use crate::net::connection::Connection;
-use crate::protocol::{Args, Decoded, Limits, Reply, RequestDecoder};
+use crate::protocol::{Args, Decoded, KeyBytes, Limits, Reply, RequestDecoder};
 use crate::shard::mesh::{ConnRef, Endpoint, External, Message, ReplyFn};
-use crate::shard::table::LockTable;
-use crate::shard::{ShardId, shard_for};
+use crate::shard::table::{Delivery, Id, LockTable};
+use crate::shard::{Origin, ShardId, shard_for};
 
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
 /// A client may not buffer more than this many undecoded bytes.
 const MAX_QUERY_BUFFER: usize = 64 * 1024 * 1024;
+/// Most expirations and wait time-outs handled per loop iteration, so that a million leases
+/// running out together never stall the shard for long.
+const EXPIRY_BUDGET: usize = 4096;
+
+/// A reply to an outside caller, and the grant it carries (released if the caller has gone).
+type ExternalReply = (ReplyFn, Reply, Option<(Id, KeyBytes)>);
 
 /// The parts of a shard that commands touch, apart from the connections.
 struct Core {
@@ -50,8 +57,16 @@ struct Core {
     now_ms: u64,
     commands: u64,
     forwarded: u64,
+    /// This iteration's changes, in order, for the log.
+    records: Vec<LogRecord>,
+    /// Replies owed to waiters, produced while running commands and sweeps.
+    deliveries: Vec<Delivery>,
+    /// Outside callers whose command waits (LOCK ... WAIT over HTTP).
+    parked_external: Slab<ReplyFn>,
     /// Replies to outside callers, released after this iteration's writes are safe to send.
-    external_replies: Vec<(ReplyFn, Reply)>,
+    external_replies: Vec<ExternalReply>,
+    /// Locks granted to waiters that had gone; released at the next iteration.
+    orphaned: Vec<(Id, KeyBytes)>,
 }
 
 /// One shard thread's state.
@@ -85,14 +100,18 @@ impl<C: Clock> Shard<C> {
             core: Core {
                 id: mesh.id,
                 shards,
-                table: LockTable::new(),
+                table: LockTable::new(ctx.config.policy()),
                 keys,
                 mesh,
                 ctx,
                 now_ms: 0,
                 commands: 0,
                 forwarded: 0,
+                records: Vec::new(),
+                deliveries: Vec::new(),
+                parked_external: Slab::new(),
                 external_replies: Vec::new(),
+                orphaned: Vec::new(),
             },
             clock,
             dirty: Vec::new(),
@@ -105,13 +124,17 @@ impl<C: Clock> Shard<C> {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut stalled = false;
+        let mut more_due = false;
         loop {
-            let timeout = if !self.resume.is_empty() {
+            let timeout = if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
                 Some(Duration::ZERO)
             } else if stalled {
                 Some(Duration::from_millis(1))
             } else {
-                None
+                self.core.table.next_deadline().map(|at| {
+                    let now = self.clock.now_ms();
+                    Duration::from_millis(at.saturating_sub(now).saturating_add(1))
+                })
             };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -120,6 +143,10 @@ impl<C: Clock> Shard<C> {
             }
             self.core.now_ms = self.clock.now_ms();
 
+            for (id, key) in std::mem::take(&mut self.core.orphaned) {
+                self.core.release_orphan(id, key);
+            }
+            more_due = self.core.expire_due() >= EXPIRY_BUDGET;
             for idx in std::mem::take(&mut self.resume) {
                 self.serve(idx);
             }
@@ -137,11 +164,18 @@ impl<C: Clock> Shard<C> {
             }
             self.take_external();
             self.take_messages();
+            self.deliver();
+            // The log is not written yet: this iteration's changes are dropped here.
+            self.core.records.clear();
 
             self.publish_stats();
             stalled = self.core.mesh.flush();
-            for (done, reply) in self.core.external_replies.drain(..) {
-                done(reply);
+            for (done, reply, grant) in self.core.external_replies.drain(..) {
+                if !done(reply)
+                    && let Some(grant) = grant
+                {
+                    self.core.orphaned.push(grant);
+                }
             }
             for idx in std::mem::take(&mut self.dirty) {
                 self.write(idx);
@@ -238,8 +272,13 @@ impl<C: Clock> Shard<C> {
             match work {
                 External::Connection(stream) => self.adopt(stream),
                 External::Command { cmd, done } => {
-                    let reply = self.core.apply_local(cmd);
-                    self.core.external_replies.push((done, reply));
+                    let slot = self.core.parked_external.vacant_key() as u64;
+                    let reply = self.core.apply_local(cmd, Origin::External(slot));
+                    if matches!(reply, Reply::Parked) {
+                        self.core.parked_external.insert(done);
+                    } else {
+                        self.core.external_replies.push((done, reply, None));
+                    }
                 }
             }
         }
@@ -276,18 +315,36 @@ impl<C: Clock> Shard<C> {
         for (from, msg) in incoming.drain(..) {
             match msg {
                 Message::Request { conn, seq, cmd } => {
-                    let reply = self.core.apply_local(cmd);
-                    self.core
-                        .mesh
-                        .push(from, Message::Reply { conn, seq, reply });
+                    let origin = Origin::Conn {
+                        shard: from,
+                        conn,
+                        seq,
+                    };
+                    let reply = self.core.apply_local(cmd, origin);
+                    if !matches!(reply, Reply::Parked) {
+                        let msg = Message::Reply {
+                            conn,
+                            seq,
+                            reply,
+                            grant: None,
+                        };
+                        self.core.mesh.push(from, msg);
+                    }
                 }
-                Message::Reply { conn, seq, reply } => {
-                    let idx = conn.slot as usize;
-                    if let Some(c) = self.conns.get_mut(idx)
-                        && c.session.id == conn.conn_id
-                        && c.output.fill(seq, reply)
+                Message::Reply {
+                    conn,
+                    seq,
+                    reply,
+                    grant,
+                } => {
+                    if !self.fill(conn, seq, reply)
+                        && let Some(grant) = grant
                     {
-                        self.mark_dirty(idx);
+                        // The waiter's connection has gone: give the lock back to its owner.
+                        let (id, key) = *grant;
+                        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
+                        let msg = Message::Request { conn, seq, cmd };
+                        self.core.mesh.push(from, msg);
                     }
                 }
             }
@@ -295,31 +352,116 @@ impl<C: Clock> Shard<C> {
         self.incoming = incoming;
     }
 
+    /// Fills a reply slot of one of this shard's connections. Returns false if the connection
+    /// has gone (or the slot is not pending).
+    fn fill(&mut self, conn: ConnRef, seq: u64, reply: Reply) -> bool {
+        let idx = conn.slot as usize;
+        let filled = match self.conns.get_mut(idx) {
+            Some(c) if c.session.id == conn.conn_id => c.output.fill(seq, reply),
+            _ => false,
+        };
+        if filled {
+            self.mark_dirty(idx);
+        }
+        filled
+    }
+
+    /// Routes the replies owed to waiters to their connections, shards and callers.
+    fn deliver(&mut self) {
+        while !self.core.deliveries.is_empty() {
+            for d in std::mem::take(&mut self.core.deliveries) {
+                match d.origin {
+                    Origin::Conn { shard, conn, seq } if shard == self.core.id => {
+                        if !self.fill(conn, seq, d.reply)
+                            && let Some((id, key)) = d.grant
+                        {
+                            self.core.release_orphan(id, key);
+                        }
+                    }
+                    Origin::Conn { shard, conn, seq } => {
+                        let msg = Message::Reply {
+                            conn,
+                            seq,
+                            reply: d.reply,
+                            grant: d.grant.map(Box::new),
+                        };
+                        self.core.mesh.push(shard, msg);
+                    }
+                    Origin::External(slot) => {
+                        if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
+                            self.core.external_replies.push((done, d.reply, d.grant));
+                        }
+                    }
+                    Origin::Nobody => {
+                        if let Some((id, key)) = d.grant {
+                            self.core.release_orphan(id, key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn publish_stats(&mut self) {
         let stats = &self.core.ctx.shards[self.core.id];
-        stats
-            .locked
-            .store(self.core.table.locked() as u64, Ordering::Relaxed);
-        stats
-            .completed
-            .store(self.core.table.completed() as u64, Ordering::Relaxed);
-        stats
-            .commands_processed
-            .store(self.core.commands, Ordering::Relaxed);
-        stats
-            .forwarded
-            .store(self.core.forwarded, Ordering::Relaxed);
+        let table = &self.core.table;
+        let publish = |cell: &std::sync::atomic::AtomicU64, value: u64| {
+            cell.store(value, Ordering::Relaxed);
+        };
+        publish(&stats.locked, table.locked() as u64);
+        publish(&stats.completed, table.completed() as u64);
+        publish(&stats.waiters, table.waiting() as u64);
+        publish(&stats.expired, table.counters.expired);
+        publish(&stats.reaped, table.counters.reaped);
+        publish(&stats.mismatches, table.counters.mismatches);
+        publish(&stats.commands_processed, self.core.commands);
+        publish(&stats.forwarded, self.core.forwarded);
     }
 }
 
 impl Core {
-    /// Runs a lock command whose id this shard owns.
-    fn apply_local(&mut self, cmd: Command) -> Reply {
-        let mut ctx = ApplyCtx {
+    /// The context commands and sweeps run in.
+    fn apply_ctx(&mut self, origin: Origin) -> ApplyCtx<'_> {
+        ApplyCtx {
             now_ms: self.now_ms,
             keys: &mut self.keys,
-        };
-        cmd.apply(&mut self.table, &mut ctx)
+            fences: &self.ctx.fences,
+            origin,
+            records: &mut self.records,
+            deliveries: &mut self.deliveries,
+        }
+    }
+
+    /// Runs a lock command whose id this shard owns, on behalf of `origin`.
+    fn apply_local(&mut self, cmd: Command, origin: Origin) -> Reply {
+        let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
+        let reply = cmd.apply(&mut table, &mut self.apply_ctx(origin));
+        self.table = table;
+        reply
+    }
+
+    /// Frees expired leases, reaps old completions and times out waiters, within the budget.
+    fn expire_due(&mut self) -> usize {
+        let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
+        let done = table.expire_due(&mut self.apply_ctx(Origin::Nobody), EXPIRY_BUDGET);
+        self.table = table;
+        done
+    }
+
+    /// Releases a lock that was granted to a waiter who had gone by the time it came.
+    fn release_orphan(&mut self, id: Id, key: KeyBytes) {
+        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
+        let owner = shard_for(cmd.id(), self.shards);
+        if owner == self.id {
+            self.apply_local(cmd, Origin::Nobody);
+        } else {
+            let conn = ConnRef {
+                slot: u32::MAX,
+                conn_id: 0,
+            };
+            self.mesh
+                .push(owner, Message::Request { conn, seq: 0, cmd });
+        }
     }
 
     /// Runs one decoded request from a connection of this shard.
@@ -343,8 +485,17 @@ impl Core {
             Some(Ok(cmd)) => {
                 let owner = shard_for(cmd.id(), self.shards);
                 if owner == self.id {
-                    let reply = self.apply_local(cmd);
-                    conn.push(reply, protocol);
+                    let origin = Origin::Conn {
+                        shard: self.id,
+                        conn: cref,
+                        seq: conn.output.next_seq(),
+                    };
+                    match self.apply_local(cmd, origin) {
+                        Reply::Parked => {
+                            conn.output.push_pending(protocol);
+                        }
+                        reply => conn.push(reply, protocol),
+                    }
                 } else {
                     let seq = conn.output.push_pending(protocol);
                     self.forwarded += 1;

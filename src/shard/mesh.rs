@@ -14,8 +14,9 @@ use std::sync::mpsc;
 use mio::Waker;
 
 use crate::command::Command;
-use crate::protocol::Reply;
+use crate::protocol::{KeyBytes, Reply};
 use crate::shard::ShardId;
+use crate::shard::table::Id;
 
 /// Capacity of each shard-to-shard ring, in batches.
 const RING_BATCHES: usize = 1024;
@@ -49,14 +50,19 @@ pub enum Message {
         seq: u64,
         /// The reply.
         reply: Reply,
+        /// For a lock granted to a waiter: its id and key, so that if the connection has gone
+        /// meanwhile the receiver can release the lock instead of leaving it held by nobody.
+        grant: Option<Box<(Id, KeyBytes)>>,
     },
 }
 
 /// Messages from one shard to another, gathered during one loop iteration.
 pub type Batch = Vec<Message>;
 
-/// A callback that receives the reply to a command sent from outside the shards.
-pub type ReplyFn = Box<dyn FnOnce(Reply) + Send>;
+/// A callback that receives the reply to a command sent from outside the shards. It returns
+/// whether the caller was still there to take it: a lock granted to a caller that has gone is
+/// released again.
+pub type ReplyFn = Box<dyn FnOnce(Reply) -> bool + Send>;
 
 /// Work handed to a shard by another thread.
 pub enum External {

@@ -13,6 +13,24 @@ pub mod table;
 /// The index of a shard, `0..shards`.
 pub type ShardId = usize;
 
+/// Who is owed the reply to a command that may be answered later (a waiting LOCK).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A reply slot of a RESP connection on some shard.
+    Conn {
+        /// The shard that owns the connection.
+        shard: ShardId,
+        /// The connection.
+        conn: mesh::ConnRef,
+        /// Its reply slot.
+        seq: u64,
+    },
+    /// An outside caller (HTTP), registered under this number on the owning shard.
+    External(u64),
+    /// Nobody: the command cannot wait (tests, replay).
+    Nobody,
+}
+
 /// Number of hash slots, as in Redis Cluster.
 pub const SLOTS: usize = 16_384;
 

@@ -68,6 +68,8 @@ fn docs(c: &CommandSpec) -> Reply {
         let arguments = c
             .syntax
             .split_whitespace()
+            .take_while(|w| !w.starts_with('['))
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
             .enumerate()
             .map(|(i, name)| {
                 let kind = if i + 1 == c.id_pos.unwrap_or(0) {

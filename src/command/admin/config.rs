@@ -36,7 +36,7 @@ fn parameters(ctx: &ServerContext) -> Vec<(&'static str, String)> {
     vec![
         ("bind", c.bind.to_string()),
         ("port", ctx.resp_addr.port().to_string()),
-        ("http-port", c.http_port.to_string()),
+        ("http-port", ctx.http_addr.port().to_string()),
         ("shards", ctx.shards.len().to_string()),
         ("dir", c.dir.display().to_string()),
         // The log is not written yet: appendonly reports that truthfully.

@@ -72,8 +72,9 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
         ),
         "locks" => write!(
             out,
-            "# Locks\r\nlocked:{}\r\ncompleted:{}\r\n",
-            t.locked, t.completed
+            "# Locks\r\nlocked:{}\r\ncompleted:{}\r\nwaiters:{}\r\nexpired_total:{}\r\n\
+             reaped_total:{}\r\nmismatch_total:{}\r\n",
+            t.locked, t.completed, t.waiters, t.expired, t.reaped, t.mismatches
         ),
         _ => Ok(()),
     };

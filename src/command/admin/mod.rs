@@ -97,7 +97,11 @@ pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerCont
             s.authenticated = ctx.config.requirepass.is_none();
             Reply::Simple("RESET")
         }
-        CommandKind::Lock | CommandKind::Unlock | CommandKind::Complete => {
+        CommandKind::Lock
+        | CommandKind::Unlock
+        | CommandKind::Complete
+        | CommandKind::Renew
+        | CommandKind::Status => {
             Reply::error("ERR internal: lock command dispatched as admin command")
         }
     }

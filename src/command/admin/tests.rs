@@ -141,7 +141,7 @@ fn command_replies_follow_the_spec_table() {
         panic!("entry is an array")
     };
     assert_eq!(fields[0], Reply::bulk("lock"));
-    assert_eq!(fields[1], Reply::Integer(2));
+    assert_eq!(fields[1], Reply::Integer(-2));
     assert_eq!(fields[3], Reply::Integer(1), "the id is the first key");
 }
 
