@@ -9,6 +9,7 @@
 //! - [`command`]: the command spec table and each command's semantics; pure, no I/O.
 //! - [`shard`]: `shard_for`, the per-shard lock table, the inter-shard mesh, the event loop.
 //! - [`net`]: accepting connections and buffering their bytes.
+//! - [`http`]: the HTTP adapter; turns requests into the same commands and sends them to shards.
 //! - [`config`], [`context`], [`clock`], [`keys`]: settings, shared counters, time, keys.
 //! - [`server`]: wires it together and starts the threads.
 #![warn(missing_docs)]
@@ -17,7 +18,9 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod context;
+pub mod http;
 pub mod keys;
+pub mod log;
 pub mod net;
 pub mod protocol;
 pub mod server;

@@ -20,6 +20,8 @@ use crate::shard::mesh::{self, Inbox};
 pub struct Running {
     /// The bound RESP address.
     pub resp_addr: SocketAddr,
+    /// The bound HTTP address.
+    pub http_addr: SocketAddr,
     /// The shared context.
     pub ctx: Arc<ServerContext>,
     /// How outside threads reach each shard.
@@ -43,17 +45,16 @@ impl Running {
     }
 }
 
-/// Binds the listeners and starts the shard threads and the acceptor.
+/// Binds the listeners and starts the shard threads, the acceptor and the HTTP server.
 pub fn start(config: Config) -> io::Result<Running> {
     let shards = config.shard_count();
-    let listener = TcpListener::bind((config.bind, config.port)).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}:{}: {e}", config.bind, config.port),
-        )
-    })?;
+    let listener = bind(&config, config.port)?;
     let resp_addr = listener.local_addr()?;
-    let ctx = Arc::new(ServerContext::new(config, resp_addr, shards));
+    let http_listener = bind(&config, config.http_port)?;
+    let http_addr = http_listener.local_addr()?;
+    let mut ctx = ServerContext::new(config, resp_addr, shards);
+    ctx.http_addr = http_addr;
+    let ctx = Arc::new(ctx);
 
     let mut polls = Vec::with_capacity(shards);
     let mut wakers = Vec::with_capacity(shards);
@@ -64,7 +65,7 @@ pub fn start(config: Config) -> io::Result<Running> {
     }
     let (endpoints, inboxes) = mesh::build(wakers);
 
-    let mut threads = Vec::with_capacity(shards + 1);
+    let mut threads = Vec::with_capacity(shards + 2);
     for (poll, endpoint) in polls.into_iter().zip(endpoints) {
         let keys = KeyGenerator::from_os()?;
         let shard = Shard::new(poll, endpoint, ctx.clone(), SystemClock, keys);
@@ -87,6 +88,7 @@ pub fn start(config: Config) -> io::Result<Running> {
                 })?,
         );
     }
+    threads.push(crate::http::spawn(http_listener, inboxes.clone(), &ctx)?);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         shards,
@@ -94,11 +96,24 @@ pub fn start(config: Config) -> io::Result<Running> {
         appendfsync = ctx.config.appendfsync.as_str(),
         "token-server started"
     );
+    // HTTP first: the RESP line tells watchers that the whole server is up.
+    info!("listening http={http_addr}");
     info!("listening resp={resp_addr}");
     Ok(Running {
         resp_addr,
+        http_addr,
         ctx,
         inboxes,
         threads,
+    })
+}
+
+/// Binds a listener on the configured address and `port`, naming both in the error.
+fn bind(config: &Config, port: u16) -> io::Result<TcpListener> {
+    TcpListener::bind((config.bind, port)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}:{port}: {e}", config.bind),
+        )
     })
 }

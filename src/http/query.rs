@@ -1,0 +1,258 @@
+//! From a query string to a [`Command`].
+//!
+//! Parameters are `name=value` pairs separated by `&`. Names are matched literally (`id`, `key`,
+//! `ttl`); unknown names are ignored, a repeated known name is an error. Values are
+//! percent-decoded to bytes and nothing else: `+` stays `+` (it is not a space), so an id means
+//! the same bytes whichever client encoded it. A `%` not followed by two hex digits is an error
+//! rather than a literal `%`, so every id has exactly one spelling per byte string.
+//!
+//! Ids go through [`parse_id`] with the server's [`CommandLimits`], exactly as over RESP; keys
+//! through [`parse_key_arg`]. Every error is an `ERR` reply, which the status mapping turns into
+//! 400 with its sentence; no sentence ever holds a key.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+use crate::command::{Command, CommandLimits, Complete, Lock, Unlock, parse_id, parse_key_arg};
+use crate::http::status::Endpoint;
+use crate::protocol::{KeyBytes, Reply};
+use crate::shard::table::Id;
+
+/// The longest accepted `ttl`, in milliseconds: 2^40 (about 34 years).
+pub const MAX_TTL_MS: u64 = 1 << 40;
+
+/// A key is 32 hex characters; anything longer cannot be one.
+const KEY_HEX_LEN: usize = 32;
+
+const MISSING_ID: Reply = Reply::error("ERR missing id parameter");
+const DUPLICATE_ID: Reply = Reply::error("ERR the id parameter is given twice");
+const BAD_ID_ENCODING: Reply = Reply::error("ERR bad percent-encoding in id");
+const MISSING_KEY: Reply = Reply::error("ERR missing key parameter");
+const DUPLICATE_KEY: Reply = Reply::error("ERR the key parameter is given twice");
+const BAD_KEY_ENCODING: Reply = Reply::error("ERR bad percent-encoding in key");
+const EMPTY_KEY: Reply = Reply::error("ERR the key must not be empty");
+const KEY_TOO_LONG: Reply = Reply::error("ERR key too long (a key is 32 hex characters)");
+const DUPLICATE_TTL: Reply = Reply::error("ERR the ttl parameter is given twice");
+const BAD_TTL: Reply =
+    Reply::error("ERR bad ttl: expected whole milliseconds from 1 to 1099511627776");
+
+/// The known parameters of a request, still percent-encoded.
+#[derive(Debug, Default)]
+struct RawParams<'a> {
+    id: Option<&'a str>,
+    key: Option<&'a str>,
+    ttl: Option<&'a str>,
+}
+
+/// Parses the query string of a request to `endpoint` into its command.
+pub fn command(
+    endpoint: Endpoint,
+    query: Option<&str>,
+    limits: &CommandLimits,
+) -> Result<Command, Reply> {
+    let params = split(query.unwrap_or_default())?;
+    let id = decode(params.id.ok_or(MISSING_ID)?, BAD_ID_ENCODING)?;
+    let id = parse_id(Some(&id), limits)?;
+    Ok(match endpoint {
+        Endpoint::Lock => {
+            let ttl_ms = params.ttl.map(parse_ttl).transpose()?;
+            lock_command(id, ttl_ms)
+        }
+        Endpoint::Unlock => Command::Unlock(Unlock {
+            id,
+            key: key(params.key)?,
+        }),
+        Endpoint::Complete => Command::Complete(Complete {
+            id,
+            key: key(params.key)?,
+            result: None,
+        }),
+    })
+}
+
+/// The one place an HTTP request becomes a [`Lock`]: `ttl` is the lease, and the fence is
+/// always asked for (it goes out in `X-Fencing-Token`).
+fn lock_command(id: Id, ttl_ms: Option<u64>) -> Command {
+    Command::Lock(Lock {
+        lease_ms: ttl_ms,
+        with_fence: true,
+        ..Lock::new(id)
+    })
+}
+
+/// Splits `query` into the known parameters.
+fn split(query: &str) -> Result<RawParams<'_>, Reply> {
+    let mut params = RawParams::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (slot, duplicate) = match name {
+            "id" => (&mut params.id, DUPLICATE_ID),
+            "key" => (&mut params.key, DUPLICATE_KEY),
+            "ttl" => (&mut params.ttl, DUPLICATE_TTL),
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(duplicate);
+        }
+    }
+    Ok(params)
+}
+
+/// Percent-decodes `raw` to bytes; `bad` if a `%` is not followed by two hex digits.
+fn decode(raw: &str, bad: Reply) -> Result<Cow<'_, [u8]>, Reply> {
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_hexdigit());
+            if !(hex(bytes.next()) && hex(bytes.next())) {
+                return Err(bad);
+            }
+        }
+    }
+    Ok(percent_decode_str(raw).into())
+}
+
+/// A `key` parameter: required and non-empty; over 32 characters is an error. Otherwise it is
+/// parsed as over RESP, where a malformed key is one that matches nothing.
+fn key(raw: Option<&str>) -> Result<Option<KeyBytes>, Reply> {
+    let key = decode(raw.ok_or(MISSING_KEY)?, BAD_KEY_ENCODING)?;
+    if key.is_empty() {
+        return Err(EMPTY_KEY);
+    }
+    if key.len() > KEY_HEX_LEN {
+        return Err(KEY_TOO_LONG);
+    }
+    Ok(parse_key_arg(Some(&key)))
+}
+
+/// A `ttl` parameter: decimal digits only, 1 to [`MAX_TTL_MS`].
+fn parse_ttl(raw: &str) -> Result<u64, Reply> {
+    let text = decode(raw, BAD_TTL)?;
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return Err(BAD_TTL);
+    }
+    let ms = text.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    });
+    match ms {
+        Some(ms) if (1..=MAX_TTL_MS).contains(&ms) => Ok(ms),
+        _ => Err(BAD_TTL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(endpoint: Endpoint, query: &str) -> Result<Command, String> {
+        command(
+            endpoint,
+            Some(query),
+            &CommandLimits {
+                max_id_len: 8,
+                ..CommandLimits::default()
+            },
+        )
+        .map_err(|r| match r {
+            Reply::Error(text) => text.into_owned(),
+            other => format!("{other:?}"),
+        })
+    }
+
+    fn lock_id(query: &str) -> Vec<u8> {
+        match parse(Endpoint::Lock, query) {
+            Ok(cmd) => cmd.id().to_vec(),
+            Err(e) => panic!("{query}: {e}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_percent_decoded_bytes() {
+        assert_eq!(lock_id("id=abc"), b"abc");
+        assert_eq!(lock_id("id=a%00b"), b"a\0b");
+        assert_eq!(lock_id("id=%0d%0A"), b"\r\n");
+        assert_eq!(lock_id("id=%C3%A9"), "é".as_bytes());
+        assert_eq!(lock_id("id=a+b"), b"a+b");
+        assert_eq!(lock_id("id=a%2Bb"), b"a+b");
+        assert_eq!(lock_id("x=1&&id=z&other"), b"z");
+    }
+
+    #[test]
+    fn id_errors() {
+        for (query, error) in [
+            ("", "ERR missing id parameter"),
+            ("ID=x", "ERR missing id parameter"),
+            ("id", "ERR the id must not be empty"),
+            ("id=", "ERR the id must not be empty"),
+            ("id=123456789", "ERR id too long"),
+            ("id=%41%41%41%41%41%41%41%41%41", "ERR id too long"),
+            ("id=a&id=b", "ERR the id parameter is given twice"),
+            ("id=a%", "ERR bad percent-encoding in id"),
+            ("id=a%4", "ERR bad percent-encoding in id"),
+            ("id=%zz", "ERR bad percent-encoding in id"),
+        ] {
+            assert_eq!(parse(Endpoint::Lock, query), Err(error.into()), "{query}");
+        }
+    }
+
+    #[test]
+    fn keys() {
+        let hex = "000102030405060708090a0b0c0d0e0f";
+        let expected = Command::Unlock(Unlock {
+            id: b"a"[..].into(),
+            key: Some(*b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"),
+        });
+        assert_eq!(
+            parse(Endpoint::Unlock, &format!("id=a&key={hex}")),
+            Ok(expected)
+        );
+        let Ok(Command::Complete(c)) = parse(Endpoint::Complete, "key=xyz&id=a") else {
+            panic!("a malformed key is a key that matches nothing");
+        };
+        assert_eq!(c.key, None);
+        for (query, error) in [
+            ("id=a", "ERR missing key parameter"),
+            ("id=a&key=", "ERR the key must not be empty"),
+            ("id=a&key=a&key=b", "ERR the key parameter is given twice"),
+            ("id=a&key=%g0", "ERR bad percent-encoding in key"),
+        ] {
+            assert_eq!(
+                parse(Endpoint::Complete, query),
+                Err(error.into()),
+                "{query}"
+            );
+        }
+        let long = format!("id=a&key={hex}0");
+        let err = parse(Endpoint::Unlock, &long).unwrap_err();
+        assert!(err.starts_with("ERR key too long"), "{err}");
+        assert!(!err.contains(hex), "an error never echoes the key: {err}");
+    }
+
+    #[test]
+    fn ttl_is_validated() {
+        for good in ["1", "60000", "1099511627776", "%31"] {
+            assert!(
+                parse(Endpoint::Lock, &format!("id=a&ttl={good}")).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "abc",
+            "1099511627777",
+            "99999999999999999999999",
+            "%",
+        ] {
+            let err = parse(Endpoint::Lock, &format!("id=a&ttl={bad}")).unwrap_err();
+            assert!(err.starts_with("ERR bad ttl"), "{bad}: {err}");
+        }
+        // Only /lock reads ttl.
+        assert!(parse(Endpoint::Unlock, "id=a&key=b&ttl=x").is_ok());
+    }
+}

@@ -1,0 +1,100 @@
+//! One request in, one response out: route by path and method, read the query into a
+//! [`Command`], run it on the shard that owns its id, and map the reply.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::oneshot;
+
+use crate::command::{Command, CommandLimits};
+use crate::http::query;
+use crate::http::status::{self, Body, Endpoint};
+use crate::protocol::Reply;
+use crate::shard::mesh::{External, Inbox, ReplyFn};
+use crate::shard::shard_for;
+
+/// The most request-body bytes read (and thrown away): parameters come in the query string.
+const MAX_BODY: usize = 8 * 1024;
+
+/// The methods a lock endpoint accepts.
+const LOCK_METHODS: &str = "GET, POST";
+/// The methods the help page accepts.
+const HELP_METHODS: &str = "GET, HEAD";
+
+/// The reply when the owning shard cannot take or answer the command (it has stopped).
+const UNAVAILABLE: Reply = Reply::error("UNAVAILABLE the shard has stopped");
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Router {
+    /// One inbox per shard, indexed by [`shard_for`].
+    pub inboxes: Vec<Inbox>,
+    /// The limits ids are checked against, the same as over RESP.
+    pub limits: CommandLimits,
+}
+
+impl Router {
+    /// Answers one request. Never fails: every problem is a response.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let endpoint = match request.uri().path() {
+            "/" => {
+                return match *request.method() {
+                    Method::GET | Method::HEAD => status::help(),
+                    _ => status::method_not_allowed(HELP_METHODS),
+                };
+            }
+            "/lock" => Endpoint::Lock,
+            "/unlock" => Endpoint::Unlock,
+            "/complete" => Endpoint::Complete,
+            _ => return status::not_found(),
+        };
+        if !matches!(*request.method(), Method::GET | Method::POST) {
+            return status::method_not_allowed(LOCK_METHODS);
+        }
+        let (parts, body) = request.into_parts();
+        if let Err(response) = discard_body(body).await {
+            return response;
+        }
+        let reply = match query::command(endpoint, parts.uri.query(), &self.limits) {
+            Ok(cmd) => self.run(cmd).await,
+            Err(reply) => reply,
+        };
+        let (code, body) = status::reply_response(endpoint, &reply);
+        status::text(code, body)
+    }
+
+    /// Sends `cmd` to the shard that owns its id and waits for the reply.
+    async fn run(&self, cmd: Command) -> Reply {
+        let Some(inbox) = self.inboxes.get(shard_for(cmd.id(), self.inboxes.len())) else {
+            return UNAVAILABLE;
+        };
+        let (tx, rx) = oneshot::channel();
+        // The client may have gone: the send then fails, and a lock granted meanwhile is
+        // released by the shard.
+        let done: ReplyFn = Box::new(move |reply| tx.send(reply).is_ok());
+        if inbox.send(External::Command { cmd, done }).is_err() {
+            return UNAVAILABLE;
+        }
+        rx.await.unwrap_or(UNAVAILABLE)
+    }
+}
+
+/// Reads a request body, if any, up to [`MAX_BODY`] bytes, so that the connection can carry
+/// the next request. Over the limit the answer is 413 and the connection closes.
+async fn discard_body(body: Incoming) -> Result<(), Response<Body>> {
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(status::payload_too_large()),
+        Err(e) => {
+            tracing::debug!(error = %e, "http request body unreadable");
+            Err(status::text(
+                StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"bad request: the request body could not be read"),
+            ))
+        }
+    }
+}
