@@ -558,3 +558,38 @@ fn random_sequences_with_time_match_the_model() {
         }
     }
 }
+
+fn state_of(f: &Fixture) -> (Vec<String>, usize, usize) {
+    let mut entries: Vec<String> = f.table.entries().map(|e| format!("{e:?}")).collect();
+    entries.sort();
+    (entries, f.table.locked(), f.table.completed())
+}
+
+#[test]
+fn roll_back_restores_the_last_committed_state() {
+    let mut f = Fixture::new();
+    let a = hex_key(&key_of(&f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"500"])));
+    let b = hex_key(&key_of(&f.lock(b"b")));
+    let c = hex_key(&key_of(&f.lock(b"c")));
+    f.complete(b"c", &c);
+    f.table.commit();
+    let before = state_of(&f);
+
+    // A batch that touches everything, including a waiter grant and a new id.
+    f.origin = Origin::External(1);
+    f.run(CommandKind::Lock, &[b"LOCK", b"b", b"WAIT", b"100"]);
+    f.origin = Origin::Nobody;
+    f.run(CommandKind::Renew, &[b"RENEW", b"a", &a, b"PX", b"9000"]);
+    f.run(CommandKind::Complete, &[b"COMPLETE", b"a", &a, b"RESULT", b"x"]);
+    f.unlock(b"b", &b);
+    let waiter_key = key_of(&f.sink.deliveries.pop().expect("grant").reply);
+    f.complete(b"b", &hex_key(&waiter_key));
+    f.lock(b"d");
+    assert_ne!(state_of(&f), before);
+
+    f.table.roll_back();
+    assert_eq!(state_of(&f), before);
+    assert_eq!(f.lock(b"a"), errors::LOCKED);
+    assert_eq!(f.unlock(b"b", &b), Reply::Ok, "the first holder holds b again");
+    assert_eq!(status(&mut f, b"a")["ttl_ms"], Reply::Integer(500));
+}

@@ -294,3 +294,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::COMMANDS;
+
+    #[test]
+    fn docs_list_every_command() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/COMMANDS.md"))
+            .expect("docs/COMMANDS.md exists");
+        for c in COMMANDS {
+            let usage = format!("{} {}", c.name.to_ascii_uppercase(), c.syntax);
+            let usage = usage.trim_end().replace('|', "\\|");
+            let plain = format!("{} {}", c.name.to_ascii_uppercase(), c.syntax);
+            assert!(
+                doc.contains(&usage) || doc.contains(plain.trim_end()),
+                "docs/COMMANDS.md does not show `{}`",
+                plain.trim_end()
+            );
+        }
+    }
+}

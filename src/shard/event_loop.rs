@@ -167,6 +167,7 @@ impl<C: Clock> Shard<C> {
             self.deliver();
             // The log is not written yet: this iteration's changes are dropped here.
             self.core.records.clear();
+            self.core.table.commit();
 
             self.publish_stats();
             stalled = self.core.mesh.flush();

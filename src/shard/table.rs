@@ -135,6 +135,24 @@ pub struct Delivery {
     pub grant: Option<(Id, KeyBytes)>,
 }
 
+/// How to take back one logged change if the log could not store it.
+#[derive(Debug)]
+enum Undo {
+    /// A grant: remove the entry with this fence.
+    Grant { hash: u64, fence: u64 },
+    /// A release: put the removed entry back.
+    Release(Entry),
+    /// A completion: back to locked with this deadline and result.
+    Complete {
+        hash: u64,
+        fence: u64,
+        deadline_ms: u64,
+        result: Option<Box<[u8]>>,
+    },
+    /// A renewal: back to this deadline.
+    Renew { hash: u64, fence: u64, deadline_ms: u64 },
+}
+
 /// Settings that shape the table's behaviour.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Policy {
@@ -172,6 +190,8 @@ pub struct LockTable {
     /// Lifetime counters.
     pub counters: Counters,
     policy: Policy,
+    /// Changes made since the last [`LockTable::commit`], newest last.
+    undo: Vec<Undo>,
 }
 
 impl LockTable {
@@ -189,6 +209,61 @@ impl LockTable {
             waiting: 0,
             counters: Counters::default(),
             policy,
+            undo: Vec::new(),
+        }
+    }
+
+    /// Forgets how to take back the changes made so far: they are safely logged.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Takes back every change made since the last [`LockTable::commit`], newest first, because
+    /// the log could not store them. Waiters popped by those changes are not requeued: their
+    /// replies are failed along with the changes'.
+    pub fn roll_back(&mut self) {
+        while let Some(step) = self.undo.pop() {
+            match step {
+                Undo::Grant { hash, fence } => {
+                    if let Ok(slot) = self.entries.find_entry(hash, |e| e.fence == fence) {
+                        slot.remove();
+                        self.locked -= 1;
+                    }
+                }
+                Undo::Release(entry) => self.insert(entry),
+                Undo::Complete {
+                    hash,
+                    fence,
+                    deadline_ms,
+                    result,
+                } => {
+                    if let Some(e) = self.entries.find_mut(hash, |e| e.fence == fence) {
+                        e.state = State::Locked;
+                        e.at_ms = deadline_ms;
+                        if let Some(extra) = e.extra.as_mut() {
+                            extra.result = result;
+                        }
+                        if e.extra.as_ref().is_some_and(|x| **x == Extra::default()) {
+                            e.extra = None;
+                        }
+                        self.completed -= 1;
+                        self.locked += 1;
+                        if deadline_ms != 0 {
+                            self.expiry.push(Reverse((deadline_ms, hash)));
+                        }
+                    }
+                }
+                Undo::Renew {
+                    hash,
+                    fence,
+                    deadline_ms,
+                } => {
+                    if let Some(e) = self.entries.find_mut(hash, |e| e.fence == fence) {
+                        e.at_ms = deadline_ms;
+                        self.expiry.push(Reverse((deadline_ms, hash)));
+                    }
+                }
+            }
         }
     }
 
@@ -273,6 +348,10 @@ impl LockTable {
             deadline_ms,
             fingerprint: fingerprint.clone(),
         });
+        self.undo.push(Undo::Grant {
+            hash: self.hash(&id),
+            fence,
+        });
         self.insert(Entry {
             id,
             state: State::Locked,
@@ -310,10 +389,10 @@ impl LockTable {
         if let Ok(slot) = self.entries.find_entry(hash, |e| &*e.id == id) {
             let (entry, _) = slot.remove();
             self.locked -= 1;
-            ctx.records.push(LogRecord::Unlock {
-                id: entry.id.clone(),
-            });
-            self.grant_next(entry.id, ctx);
+            let id = entry.id.clone();
+            ctx.records.push(LogRecord::Unlock { id: id.clone() });
+            self.undo.push(Undo::Release(entry));
+            self.grant_next(id, ctx);
         }
     }
 
@@ -324,6 +403,12 @@ impl LockTable {
         let Some(e) = self.entries.find_mut(hash, |e| &*e.id == id) else {
             return;
         };
+        self.undo.push(Undo::Complete {
+            hash,
+            fence: e.fence,
+            deadline_ms: e.at_ms,
+            result: e.extra.as_mut().and_then(|x| x.result.take()),
+        });
         e.state = State::Completed;
         e.at_ms = ctx.now_ms;
         if result.is_some() {
@@ -353,6 +438,11 @@ impl LockTable {
         let hash = self.hash(id);
         let deadline_ms = ctx.now_ms.saturating_add(lease_ms).max(1);
         if let Some(e) = self.entries.find_mut(hash, |e| &*e.id == id) {
+            self.undo.push(Undo::Renew {
+                hash,
+                fence: e.fence,
+                deadline_ms: e.at_ms,
+            });
             e.at_ms = deadline_ms;
             self.expiry.push(Reverse((deadline_ms, hash)));
             ctx.records.push(LogRecord::Renew {
