@@ -26,8 +26,34 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal())
         .init();
-    match token_server::server::start(config).and_then(|r| r.wait()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let running = match token_server::server::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = running.shutdown_handle();
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]);
+    match signals {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    tracing::info!(signal, "shutting down");
+                    stop.shutdown();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle signals; SIGTERM ends at once"),
+    }
+    match running.wait() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE

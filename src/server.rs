@@ -26,14 +26,21 @@ pub struct Running {
     pub ctx: Arc<ServerContext>,
     /// How outside threads reach each shard.
     pub inboxes: Vec<Inbox>,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    shard_threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The acceptor and the HTTP server: they end with the process.
+    _edge_threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl Running {
-    /// Waits for the server threads; returns the first error any of them stopped with.
+    /// Asks every shard to finish its current loop iteration, make its log durable and stop.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.inboxes.clone())
+    }
+
+    /// Waits for the shard threads to stop; returns the first error any of them stopped with.
     pub fn wait(self) -> io::Result<()> {
         let mut result = Ok(());
-        for t in self.threads {
+        for t in self.shard_threads {
             let r = t
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a server thread panicked")));
@@ -42,6 +49,19 @@ impl Running {
             }
         }
         result
+    }
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Vec<Inbox>);
+
+impl ShutdownHandle {
+    /// Sends every shard the order to stop.
+    pub fn shutdown(&self) {
+        for inbox in &self.0 {
+            let _ = inbox.send(crate::shard::mesh::External::Shutdown);
+        }
     }
 }
 
@@ -65,7 +85,8 @@ pub fn start(config: Config) -> io::Result<Running> {
     }
     let (endpoints, inboxes) = mesh::build(wakers);
 
-    let mut threads = Vec::with_capacity(shards + 2);
+    let mut threads = Vec::with_capacity(shards);
+    let mut edge_threads = Vec::with_capacity(2);
     for (poll, endpoint) in polls.into_iter().zip(endpoints) {
         let keys = KeyGenerator::from_os()?;
         let shard = Shard::new(poll, endpoint, ctx.clone(), SystemClock, keys);
@@ -79,16 +100,14 @@ pub fn start(config: Config) -> io::Result<Running> {
     {
         let inboxes = inboxes.clone();
         let ctx = ctx.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("acceptor".into())
-                .spawn(move || {
-                    acceptor::run(listener, inboxes, ctx);
-                    Ok(())
-                })?,
-        );
+        edge_threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(
+            move || {
+                acceptor::run(listener, inboxes, ctx);
+                Ok(())
+            },
+        )?);
     }
-    threads.push(crate::http::spawn(http_listener, inboxes.clone(), &ctx)?);
+    edge_threads.push(crate::http::spawn(http_listener, inboxes.clone(), &ctx)?);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         shards,
@@ -104,7 +123,8 @@ pub fn start(config: Config) -> io::Result<Running> {
         http_addr,
         ctx,
         inboxes,
-        threads,
+        shard_threads: threads,
+        _edge_threads: edge_threads,
     })
 }
 

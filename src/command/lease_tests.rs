@@ -568,7 +568,9 @@ fn state_of(f: &Fixture) -> (Vec<String>, usize, usize) {
 #[test]
 fn roll_back_restores_the_last_committed_state() {
     let mut f = Fixture::new();
-    let a = hex_key(&key_of(&f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"500"])));
+    let a = hex_key(&key_of(
+        &f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"500"]),
+    ));
     let b = hex_key(&key_of(&f.lock(b"b")));
     let c = hex_key(&key_of(&f.lock(b"c")));
     f.complete(b"c", &c);
@@ -580,7 +582,10 @@ fn roll_back_restores_the_last_committed_state() {
     f.run(CommandKind::Lock, &[b"LOCK", b"b", b"WAIT", b"100"]);
     f.origin = Origin::Nobody;
     f.run(CommandKind::Renew, &[b"RENEW", b"a", &a, b"PX", b"9000"]);
-    f.run(CommandKind::Complete, &[b"COMPLETE", b"a", &a, b"RESULT", b"x"]);
+    f.run(
+        CommandKind::Complete,
+        &[b"COMPLETE", b"a", &a, b"RESULT", b"x"],
+    );
     f.unlock(b"b", &b);
     let waiter_key = key_of(&f.sink.deliveries.pop().expect("grant").reply);
     f.complete(b"b", &hex_key(&waiter_key));
@@ -590,6 +595,39 @@ fn roll_back_restores_the_last_committed_state() {
     f.table.roll_back();
     assert_eq!(state_of(&f), before);
     assert_eq!(f.lock(b"a"), errors::LOCKED);
-    assert_eq!(f.unlock(b"b", &b), Reply::Ok, "the first holder holds b again");
+    assert_eq!(
+        f.unlock(b"b", &b),
+        Reply::Ok,
+        "the first holder holds b again"
+    );
     assert_eq!(status(&mut f, b"a")["ttl_ms"], Reply::Integer(500));
+}
+
+#[test]
+fn bounded_sweeps_reclaim_every_lease() {
+    let mut f = Fixture::new();
+    for batch in 0..10u32 {
+        for i in 0..10_000u32 {
+            let id = format!("short-{batch}-{i}");
+            f.run(CommandKind::Lock, &[b"LOCK", id.as_bytes(), b"PX", b"5000"]);
+        }
+        f.table.commit();
+        f.now += 7;
+    }
+    f.now += 5000;
+    let mut rounds = 0;
+    loop {
+        let mut table = std::mem::replace(
+            &mut f.table,
+            crate::shard::table::LockTable::new(Policy::default()),
+        );
+        let done = table.expire_due(&mut f.ctx(), 4096);
+        f.table = table;
+        rounds += 1;
+        if done < 4096 {
+            break;
+        }
+    }
+    assert_eq!(f.table.locked(), 0, "after {rounds} rounds");
+    assert_eq!(f.table.counters.expired, 100_000);
 }

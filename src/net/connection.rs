@@ -136,6 +136,15 @@ impl Output {
         }
     }
 
+    /// Replaces the reply in slot `seq`, if it is still queued.
+    pub fn replace(&mut self, seq: u64, reply: Reply) {
+        if let Some(index) = seq.checked_sub(self.head_seq)
+            && let Some(slot) = self.slots.get_mut(index as usize)
+        {
+            slot.reply = Some(reply);
+        }
+    }
+
     /// Encodes the filled prefix of the slot queue into the output buffer.
     pub fn encode_ready(&mut self) {
         while let Some(slot) = self.slots.front() {

@@ -43,6 +43,22 @@ const MAX_QUERY_BUFFER: usize = 64 * 1024 * 1024;
 /// running out together never stall the shard for long.
 const EXPIRY_BUDGET: usize = 4096;
 
+/// A reply that depends on this iteration's log records: if they cannot be stored, it must
+/// not go out as it is.
+#[derive(Clone, Copy, Debug)]
+enum Ack {
+    /// A reply slot of one of this shard's connections.
+    Local { slot: u32, conn_id: u64, seq: u64 },
+    /// The message at `index` in this iteration's outbox to `shard`.
+    Remote { shard: ShardId, index: usize },
+    /// The entry at `index` in `external_replies`.
+    External { index: usize },
+}
+
+/// The reply to a change the log could not store. The change was taken back.
+const IOERR: Reply =
+    Reply::error("IOERR the change could not be written to the log and was not made");
+
 /// A reply to an outside caller, and the grant it carries (released if the caller has gone).
 type ExternalReply = (ReplyFn, Reply, Option<(Id, KeyBytes)>);
 
@@ -67,6 +83,8 @@ struct Core {
     external_replies: Vec<ExternalReply>,
     /// Locks granted to waiters that had gone; released at the next iteration.
     orphaned: Vec<(Id, KeyBytes)>,
+    /// Replies that depend on this iteration's records.
+    acks: Vec<Ack>,
 }
 
 /// One shard thread's state.
@@ -81,6 +99,8 @@ pub struct Shard<C: Clock> {
     /// Connections whose reading was paused and may resume.
     resume: Vec<usize>,
     incoming: Vec<(ShardId, Message)>,
+    /// A shutdown was asked for: this is the last iteration.
+    stopping: bool,
 }
 
 impl<C: Clock> Shard<C> {
@@ -112,11 +132,13 @@ impl<C: Clock> Shard<C> {
                 parked_external: Slab::new(),
                 external_replies: Vec::new(),
                 orphaned: Vec::new(),
+                acks: Vec::new(),
             },
             clock,
             dirty: Vec::new(),
             resume: Vec::new(),
             incoming: Vec::new(),
+            stopping: false,
         }
     }
 
@@ -168,6 +190,7 @@ impl<C: Clock> Shard<C> {
             // The log is not written yet: this iteration's changes are dropped here.
             self.core.records.clear();
             self.core.table.commit();
+            self.core.acks.clear();
 
             self.publish_stats();
             stalled = self.core.mesh.flush();
@@ -180,6 +203,10 @@ impl<C: Clock> Shard<C> {
             }
             for idx in std::mem::take(&mut self.dirty) {
                 self.write(idx);
+            }
+            if self.stopping {
+                debug!(shard = self.core.id, "shard stopped");
+                return Ok(());
             }
         }
     }
@@ -272,12 +299,17 @@ impl<C: Clock> Shard<C> {
         while let Ok(work) = self.core.mesh.inbox.try_recv() {
             match work {
                 External::Connection(stream) => self.adopt(stream),
+                External::Shutdown => self.stopping = true,
                 External::Command { cmd, done } => {
                     let slot = self.core.parked_external.vacant_key() as u64;
-                    let reply = self.core.apply_local(cmd, Origin::External(slot));
+                    let (reply, wrote) = self.core.apply_local(cmd, Origin::External(slot));
                     if matches!(reply, Reply::Parked) {
                         self.core.parked_external.insert(done);
                     } else {
+                        if wrote {
+                            let index = self.core.external_replies.len();
+                            self.core.acks.push(Ack::External { index });
+                        }
                         self.core.external_replies.push((done, reply, None));
                     }
                 }
@@ -321,8 +353,12 @@ impl<C: Clock> Shard<C> {
                         conn,
                         seq,
                     };
-                    let reply = self.core.apply_local(cmd, origin);
+                    let (reply, wrote) = self.core.apply_local(cmd, origin);
                     if !matches!(reply, Reply::Parked) {
+                        if wrote {
+                            let index = self.core.mesh.queued(from);
+                            self.core.acks.push(Ack::Remote { shard: from, index });
+                        }
                         let msg = Message::Reply {
                             conn,
                             seq,
@@ -373,13 +409,19 @@ impl<C: Clock> Shard<C> {
             for d in std::mem::take(&mut self.core.deliveries) {
                 match d.origin {
                     Origin::Conn { shard, conn, seq } if shard == self.core.id => {
-                        if !self.fill(conn, seq, d.reply)
-                            && let Some((id, key)) = d.grant
-                        {
+                        if self.fill(conn, seq, d.reply) {
+                            self.core.acks.push(Ack::Local {
+                                slot: conn.slot,
+                                conn_id: conn.conn_id,
+                                seq,
+                            });
+                        } else if let Some((id, key)) = d.grant {
                             self.core.release_orphan(id, key);
                         }
                     }
                     Origin::Conn { shard, conn, seq } => {
+                        let index = self.core.mesh.queued(shard);
+                        self.core.acks.push(Ack::Remote { shard, index });
                         let msg = Message::Reply {
                             conn,
                             seq,
@@ -390,6 +432,8 @@ impl<C: Clock> Shard<C> {
                     }
                     Origin::External(slot) => {
                         if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
+                            let index = self.core.external_replies.len();
+                            self.core.acks.push(Ack::External { index });
                             self.core.external_replies.push((done, d.reply, d.grant));
                         }
                     }
@@ -433,12 +477,36 @@ impl Core {
         }
     }
 
-    /// Runs a lock command whose id this shard owns, on behalf of `origin`.
-    fn apply_local(&mut self, cmd: Command, origin: Origin) -> Reply {
+    /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the reply
+    /// and whether the command changed the table (so its reply waits for the log).
+    fn apply_local(&mut self, cmd: Command, origin: Origin) -> (Reply, bool) {
+        let before = self.records.len();
         let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
         let reply = cmd.apply(&mut table, &mut self.apply_ctx(origin));
         self.table = table;
-        reply
+        (reply, self.records.len() > before)
+    }
+
+    /// Turns every reply that depends on this iteration's records into `-IOERR`.
+    fn fail_acks(&mut self, conns: &mut Slab<Connection>) {
+        for ack in self.acks.drain(..) {
+            match ack {
+                Ack::Local { slot, conn_id, seq } => {
+                    if let Some(c) = conns.get_mut(slot as usize)
+                        && c.session.id == conn_id
+                    {
+                        c.output.replace(seq, IOERR);
+                    }
+                }
+                Ack::Remote { shard, index } => self.mesh.replace_reply(shard, index, IOERR),
+                Ack::External { index } => {
+                    if let Some(entry) = self.external_replies.get_mut(index) {
+                        entry.1 = IOERR;
+                        entry.2 = None;
+                    }
+                }
+            }
+        }
     }
 
     /// Frees expired leases, reaps old completions and times out waiters, within the budget.
@@ -454,7 +522,7 @@ impl Core {
         let cmd = Command::Unlock(Unlock { id, key: Some(key) });
         let owner = shard_for(cmd.id(), self.shards);
         if owner == self.id {
-            self.apply_local(cmd, Origin::Nobody);
+            let _ = self.apply_local(cmd, Origin::Nobody);
         } else {
             let conn = ConnRef {
                 slot: u32::MAX,
@@ -491,11 +559,21 @@ impl Core {
                         conn: cref,
                         seq: conn.output.next_seq(),
                     };
+                    let seq = conn.output.next_seq();
                     match self.apply_local(cmd, origin) {
-                        Reply::Parked => {
+                        (Reply::Parked, _) => {
                             conn.output.push_pending(protocol);
                         }
-                        reply => conn.push(reply, protocol),
+                        (reply, wrote) => {
+                            conn.push(reply, protocol);
+                            if wrote {
+                                self.acks.push(Ack::Local {
+                                    slot: cref.slot,
+                                    conn_id: cref.conn_id,
+                                    seq,
+                                });
+                            }
+                        }
                     }
                 } else {
                     let seq = conn.output.push_pending(protocol);

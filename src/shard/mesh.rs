@@ -75,6 +75,8 @@ pub enum External {
         /// Called with the reply, on the shard thread.
         done: ReplyFn,
     },
+    /// Finish this loop iteration, make the log durable, close connections and stop.
+    Shutdown,
 }
 
 impl std::fmt::Debug for External {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for External {
         match self {
             External::Connection(s) => f.debug_tuple("Connection").field(s).finish(),
             External::Command { cmd, .. } => f.debug_struct("Command").field("cmd", cmd).finish(),
+            External::Shutdown => f.write_str("Shutdown"),
         }
     }
 }
@@ -121,6 +124,22 @@ impl Endpoint {
     pub fn push(&mut self, to: ShardId, msg: Message) {
         if let Some(batch) = self.outbox.get_mut(to) {
             batch.push(msg);
+        }
+    }
+
+    /// Number of messages queued for shard `to` in this iteration's outbox.
+    pub fn queued(&self, to: ShardId) -> usize {
+        self.outbox.get(to).map_or(0, Vec::len)
+    }
+
+    /// Replaces the reply of the queued message `index` for shard `to` (a reply that must not
+    /// go out as it is, because the change behind it could not be logged).
+    pub fn replace_reply(&mut self, to: ShardId, index: usize, new: Reply) {
+        if let Some(Message::Reply { reply, grant, .. }) =
+            self.outbox.get_mut(to).and_then(|b| b.get_mut(index))
+        {
+            *reply = new;
+            *grant = None;
         }
     }
 

@@ -150,7 +150,11 @@ enum Undo {
         result: Option<Box<[u8]>>,
     },
     /// A renewal: back to this deadline.
-    Renew { hash: u64, fence: u64, deadline_ms: u64 },
+    Renew {
+        hash: u64,
+        fence: u64,
+        deadline_ms: u64,
+    },
 }
 
 /// Settings that shape the table's behaviour.
@@ -298,6 +302,13 @@ impl LockTable {
                     && e.at_ms.saturating_add(self.policy.retention_ms) <= now_ms
             }
         }
+    }
+
+    /// Whether `e` is the entry a heap pair `(deadline, hash)` points at. The hash must be
+    /// compared in full: the table's probe only filters on a few bits of it, and many entries
+    /// can share a deadline.
+    fn is_target(&self, e: &Entry, deadline: u64, hash: u64) -> bool {
+        self.deadline_of(e) == Some(deadline) && self.hash(&e.id) == hash
     }
 
     /// When `e` must go, if ever.
@@ -537,7 +548,7 @@ impl LockTable {
                 };
                 let target = self
                     .entries
-                    .find(hash, |e| self.deadline_of(e) == Some(deadline))
+                    .find(hash, |e| self.is_target(e, deadline, hash))
                     .map(|e| e.id.clone());
                 if let Some(id) = target {
                     self.expire_entry(hash, &id, ctx);
@@ -583,7 +594,7 @@ impl LockTable {
                 .into_iter()
                 .filter(|Reverse((d, h))| {
                     self.entries
-                        .find(*h, |e| self.deadline_of(e) == Some(*d))
+                        .find(*h, |e| self.is_target(e, *d, *h))
                         .is_some()
                 })
                 .collect();
