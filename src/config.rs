@@ -71,6 +71,19 @@ pub struct Config {
     #[arg(long = "max-id-len", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub max_id_len: u32,
 
+    /// Start even if a log is damaged before its end, cutting it there (what is cut is lost).
+    #[arg(long = "repair-log")]
+    pub repair_log: bool,
+
+    /// Rewrite a shard's log when it has grown this many percent over its size after the
+    /// last rewrite (Redis's auto-aof-rewrite-percentage); 0 disables rewriting.
+    #[arg(long = "log-rewrite-percentage", default_value_t = 100)]
+    pub log_rewrite_percentage: u32,
+
+    /// Never rewrite a log smaller than this many bytes (auto-aof-rewrite-min-size).
+    #[arg(long = "log-rewrite-min-size", default_value_t = 64 * 1024 * 1024)]
+    pub log_rewrite_min_size: u64,
+
     /// Lease in milliseconds for a LOCK without PX/EX; 0 means none (held until released).
     #[arg(long = "default-lease", default_value_t = 0)]
     pub default_lease: u64,

@@ -30,6 +30,14 @@ pub struct ShardStats {
     pub reaped: AtomicU64,
     /// LOCKs refused for a different fingerprint.
     pub mismatches: AtomicU64,
+    /// Bytes in this shard's log file.
+    pub log_bytes: AtomicU64,
+    /// Completed log rewrites.
+    pub log_rewrites: AtomicU64,
+    /// Failed log writes or syncs.
+    pub log_errors: AtomicU64,
+    /// 1 while the log cannot be written (writes get -IOERR).
+    pub log_failed: AtomicU64,
 }
 
 /// Totals over all shards, as `INFO` reports them.
@@ -51,6 +59,14 @@ pub struct Totals {
     pub reaped: u64,
     /// Fingerprint mismatches.
     pub mismatches: u64,
+    /// Bytes in all logs.
+    pub log_bytes: u64,
+    /// Completed log rewrites.
+    pub log_rewrites: u64,
+    /// Failed log writes or syncs.
+    pub log_errors: u64,
+    /// Shards whose log cannot be written now.
+    pub log_failed: u64,
 }
 
 /// Read-mostly state shared by all threads.
@@ -117,6 +133,10 @@ impl ServerContext {
             expired: t.expired + s.expired.load(Ordering::Relaxed),
             reaped: t.reaped + s.reaped.load(Ordering::Relaxed),
             mismatches: t.mismatches + s.mismatches.load(Ordering::Relaxed),
+            log_bytes: t.log_bytes + s.log_bytes.load(Ordering::Relaxed),
+            log_rewrites: t.log_rewrites + s.log_rewrites.load(Ordering::Relaxed),
+            log_errors: t.log_errors + s.log_errors.load(Ordering::Relaxed),
+            log_failed: t.log_failed + s.log_failed.load(Ordering::Relaxed),
         })
     }
 }

@@ -8,13 +8,24 @@ use std::thread::JoinHandle;
 use mio::{Poll, Waker};
 use tracing::info;
 
-use crate::clock::SystemClock;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use tracing::warn;
+
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
+use crate::log::writer::encode_snapshot;
+use crate::log::{
+    DirLock, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog, Storage, lock_dir, parse_shard_dir,
+    recover, shard_dir,
+};
 use crate::net::acceptor;
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
 use crate::shard::mesh::{self, Inbox};
+use crate::shard::table::LockTable;
 
 /// A started server.
 pub struct Running {
@@ -29,6 +40,8 @@ pub struct Running {
     shard_threads: Vec<JoinHandle<io::Result<()>>>,
     /// The acceptor and the HTTP server: they end with the process.
     _edge_threads: Vec<JoinHandle<io::Result<()>>>,
+    /// Held for the life of the server: no second server may use the same directory.
+    _dir_lock: DirLock,
 }
 
 impl Running {
@@ -67,13 +80,21 @@ impl ShutdownHandle {
 
 /// Binds the listeners and starts the shard threads, the acceptor and the HTTP server.
 pub fn start(config: Config) -> io::Result<Running> {
+    start_with_storage(config, Arc::new(FsStorage))
+}
+
+/// [`start`], with the logs on `storage` (tests inject faults through it).
+pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Result<Running> {
     let shards = config.shard_count();
+    let dir_lock = lock_dir(&config.dir)?;
+    let recovered = recover_shards(&config, &storage, shards)?;
     let listener = bind(&config, config.port)?;
     let resp_addr = listener.local_addr()?;
     let http_listener = bind(&config, config.http_port)?;
     let http_addr = http_listener.local_addr()?;
     let mut ctx = ServerContext::new(config, resp_addr, shards);
     ctx.http_addr = http_addr;
+    ctx.fences.store(recovered.max_fence, Ordering::Relaxed);
     let ctx = Arc::new(ctx);
 
     let mut polls = Vec::with_capacity(shards);
@@ -87,9 +108,10 @@ pub fn start(config: Config) -> io::Result<Running> {
 
     let mut threads = Vec::with_capacity(shards);
     let mut edge_threads = Vec::with_capacity(2);
-    for (poll, endpoint) in polls.into_iter().zip(endpoints) {
+    let shard_state = recovered.tables.into_iter().zip(recovered.logs);
+    for ((poll, endpoint), (table, log)) in polls.into_iter().zip(endpoints).zip(shard_state) {
         let keys = KeyGenerator::from_os()?;
-        let shard = Shard::new(poll, endpoint, ctx.clone(), SystemClock, keys);
+        let shard = Shard::new(poll, endpoint, ctx.clone(), SystemClock, keys, table, log);
         let name = format!("shard-{}", threads.len());
         threads.push(
             std::thread::Builder::new()
@@ -125,7 +147,110 @@ pub fn start(config: Config) -> io::Result<Running> {
         inboxes,
         shard_threads: threads,
         _edge_threads: edge_threads,
+        _dir_lock: dir_lock,
     })
+}
+
+/// What start-up recovery hands to the shards.
+struct RecoveredShards {
+    tables: Vec<LockTable>,
+    logs: Vec<ShardLog>,
+    max_fence: u64,
+}
+
+/// Replays the logs under `--dir` into one table per shard, then rewrites every shard's log
+/// from its table and removes the logs of shards beyond the current count.
+///
+/// The rewrite at every start keeps one invariant that makes compaction safe: a shard's log
+/// only ever holds records of ids that shard owns. Without it, after a restart with another
+/// shard count, a compaction could drop the record that freed an id while an older record
+/// of the same id still sat in another shard's log, and the id would come back at the next
+/// start. A crash during these rewrites is harmless: each rewritten log holds the same state
+/// at the new epoch, and the old logs are removed only once all are rewritten.
+fn recover_shards(
+    config: &Config,
+    storage: &Arc<dyn Storage>,
+    shards: usize,
+) -> io::Result<RecoveredShards> {
+    let recovered = recover(&**storage, &config.dir, shards, config.repair_log)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let report = &recovered.report;
+    for (path, bytes) in &report.torn_tails {
+        warn!(file = %path.display(), bytes, "dropped a torn record at the end of a log");
+    }
+    for (path, offset, bytes) in &report.repaired {
+        warn!(file = %path.display(), offset, bytes, "repaired a damaged log: cut it there");
+    }
+    let now = SystemClock.now_ms();
+    let mut tables = Vec::with_capacity(shards);
+    let mut logs = Vec::with_capacity(shards);
+    let mut live = 0usize;
+    for (shard, records) in recovered.shards.into_iter().enumerate() {
+        let mut table = LockTable::new(config.policy());
+        for record in records {
+            live += usize::from(table.restore(record, now));
+        }
+        let mut log = ShardLog::open(storage.clone(), &config.dir, shard, recovered.epoch)?;
+        let snapshot = encode_snapshot(
+            table.entries().map(|e| e.to_record()),
+            shard,
+            shards,
+            recovered.epoch,
+            recovered.max_fence,
+        );
+        log.begin_rewrite(snapshot)?;
+        loop {
+            match log.poll_rewrite() {
+                Some(Ok(_)) => break,
+                Some(Err(e)) => return Err(e),
+                None => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        tables.push(table);
+        logs.push(log);
+    }
+    remove_stale_logs(&**storage, &config.dir, shards)?;
+    info!(
+        files = report.files,
+        records = report.records,
+        bytes = report.bytes,
+        live,
+        epoch = recovered.epoch,
+        max_fence = recovered.max_fence,
+        elapsed_ms = (report.elapsed.as_secs_f64() * 1000.0) as u64,
+        "recovered"
+    );
+    Ok(RecoveredShards {
+        tables,
+        logs,
+        max_fence: recovered.max_fence,
+    })
+}
+
+/// Removes the logs of shard directories numbered `shards` and above: their ids now live in
+/// the rewritten logs of the current shards.
+fn remove_stale_logs(storage: &dyn Storage, dir: &Path, shards: usize) -> io::Result<()> {
+    if !storage.exists(dir)? {
+        return Ok(());
+    }
+    for name in storage.list_dir(dir)? {
+        let Some(n) = name.to_str().and_then(parse_shard_dir) else {
+            continue;
+        };
+        if n < shards {
+            continue;
+        }
+        let sdir = shard_dir(dir, n);
+        for file in [LOG_FILE, REWRITE_FILE] {
+            let path = sdir.join(file);
+            if storage.exists(&path)? {
+                storage.remove_file(&path)?;
+            }
+        }
+        storage.sync_dir(&sdir)?;
+        info!(dir = %sdir.display(), "removed the log of a shard beyond --shards");
+    }
+    Ok(())
 }
 
 /// Binds a listener on the configured address and `port`, naming both in the error.

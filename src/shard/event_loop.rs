@@ -20,14 +20,17 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
 use crate::command::admin::{self, NOAUTH, Session};
 use crate::command::{ApplyCtx, Command, Unlock, lookup, unknown_command, wrong_arity};
+use crate::config::AppendFsync;
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::LogRecord;
+use crate::log::ShardLog;
+use crate::log::writer::encode_snapshot;
 use crate::net::connection::Connection;
 use crate::protocol::{Args, Decoded, KeyBytes, Limits, Reply, RequestDecoder};
 use crate::shard::mesh::{ConnRef, Endpoint, External, Message, ReplyFn};
@@ -85,6 +88,16 @@ struct Core {
     orphaned: Vec<(Id, KeyBytes)>,
     /// Replies that depend on this iteration's records.
     acks: Vec<Ack>,
+    /// This shard's append-only log.
+    log: ShardLog,
+    /// When the log was last synced (for `everysec`).
+    last_sync: std::time::Instant,
+    /// When a failed log was last asked to heal by a rewrite.
+    last_heal: std::time::Instant,
+    /// Log size after the last rewrite: the base of the growth trigger.
+    rewrite_base: u64,
+    log_rewrites: u64,
+    log_errors: u64,
 }
 
 /// One shard thread's state.
@@ -104,15 +117,19 @@ pub struct Shard<C: Clock> {
 }
 
 impl<C: Clock> Shard<C> {
-    /// A shard over `poll` (whose registry owns the waker in `mesh`).
+    /// A shard over `poll` (whose registry owns the waker in `mesh`), serving `table` (as
+    /// recovered) and appending to `log`.
     pub fn new(
         poll: Poll,
         mesh: Endpoint,
         ctx: Arc<ServerContext>,
         clock: C,
         keys: KeyGenerator,
+        table: LockTable,
+        log: ShardLog,
     ) -> Self {
         let shards = ctx.shards.len();
+        let rewrite_base = log.file_len();
         Shard {
             poll,
             conns: Slab::new(),
@@ -120,7 +137,7 @@ impl<C: Clock> Shard<C> {
             core: Core {
                 id: mesh.id,
                 shards,
-                table: LockTable::new(ctx.config.policy()),
+                table,
                 keys,
                 mesh,
                 ctx,
@@ -133,6 +150,12 @@ impl<C: Clock> Shard<C> {
                 external_replies: Vec::new(),
                 orphaned: Vec::new(),
                 acks: Vec::new(),
+                log,
+                last_sync: std::time::Instant::now(),
+                last_heal: std::time::Instant::now(),
+                rewrite_base,
+                log_rewrites: 0,
+                log_errors: 0,
             },
             clock,
             dirty: Vec::new(),
@@ -153,10 +176,25 @@ impl<C: Clock> Shard<C> {
             } else if stalled {
                 Some(Duration::from_millis(1))
             } else {
-                self.core.table.next_deadline().map(|at| {
+                let next = self.core.table.next_deadline().map(|at| {
                     let now = self.clock.now_ms();
                     Duration::from_millis(at.saturating_sub(now).saturating_add(1))
-                })
+                });
+                // Background log work needs the loop to come round even when idle.
+                let log = &self.core.log;
+                let cap = if log.rewrite_in_progress() {
+                    Some(Duration::from_millis(5))
+                } else if log.is_failed()
+                    || self.core.ctx.config.appendfsync == AppendFsync::Everysec
+                {
+                    Some(Duration::from_secs(1))
+                } else {
+                    None
+                };
+                match (next, cap) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -187,10 +225,7 @@ impl<C: Clock> Shard<C> {
             self.take_external();
             self.take_messages();
             self.deliver();
-            // The log is not written yet: this iteration's changes are dropped here.
-            self.core.records.clear();
-            self.core.table.commit();
-            self.core.acks.clear();
+            self.core.persist(&mut self.conns, self.stopping);
 
             self.publish_stats();
             stalled = self.core.mesh.flush();
@@ -461,6 +496,10 @@ impl<C: Clock> Shard<C> {
         publish(&stats.mismatches, table.counters.mismatches);
         publish(&stats.commands_processed, self.core.commands);
         publish(&stats.forwarded, self.core.forwarded);
+        publish(&stats.log_bytes, self.core.log.file_len());
+        publish(&stats.log_rewrites, self.core.log_rewrites);
+        publish(&stats.log_errors, self.core.log_errors);
+        publish(&stats.log_failed, u64::from(self.core.log.is_failed()));
     }
 }
 
@@ -480,11 +519,115 @@ impl Core {
     /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the reply
     /// and whether the command changed the table (so its reply waits for the log).
     fn apply_local(&mut self, cmd: Command, origin: Origin) -> (Reply, bool) {
+        if cmd.is_write() && self.log.is_failed() {
+            return (IOERR, false);
+        }
         let before = self.records.len();
         let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
         let reply = cmd.apply(&mut table, &mut self.apply_ctx(origin));
         self.table = table;
         (reply, self.records.len() > before)
+    }
+
+    /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
+    /// any reply of theirs can leave. If the log cannot take them, the table takes them back
+    /// and their replies become `-IOERR`. Also drives rewrites: healing a failed log, and
+    /// compacting one that grew well past its live data.
+    fn persist(&mut self, conns: &mut Slab<Connection>, stopping: bool) {
+        let policy = self.ctx.config.appendfsync;
+        if let Some(done) = self.log.poll_rewrite() {
+            match done {
+                Ok(report) => {
+                    self.log_rewrites += 1;
+                    self.rewrite_base = self.log.file_len();
+                    info!(shard = self.id, ?report, "log rewritten");
+                }
+                Err(e) => {
+                    self.log_errors += 1;
+                    warn!(shard = self.id, error = %e, "log rewrite failed");
+                }
+            }
+        }
+        if !self.records.is_empty() {
+            if self.log.is_failed() {
+                self.fail_batch(conns);
+            } else {
+                for record in self.records.drain(..) {
+                    self.log.append(&record);
+                }
+                match self.log.flush(policy == AppendFsync::Always) {
+                    Ok(()) => {
+                        self.table.commit();
+                        self.acks.clear();
+                    }
+                    Err(e) => {
+                        self.log_errors += 1;
+                        error!(shard = self.id, error = %e,
+                               "cannot write the log: refusing writes until it can be rewritten");
+                        self.fail_batch(conns);
+                    }
+                }
+            }
+        } else {
+            self.table.commit();
+            self.acks.clear();
+        }
+        let sync_due = match policy {
+            AppendFsync::Always => false,
+            AppendFsync::Everysec => self.last_sync.elapsed() >= Duration::from_secs(1),
+            AppendFsync::No => false,
+        };
+        if (sync_due || stopping) && !self.log.is_failed() {
+            self.last_sync = std::time::Instant::now();
+            if let Err(e) = self.log.flush(true) {
+                self.log_errors += 1;
+                error!(shard = self.id, error = %e, "cannot sync the log");
+            }
+        }
+        if !stopping && !self.log.rewrite_in_progress() {
+            let heal = self.log.is_failed() && self.last_heal.elapsed() >= Duration::from_secs(1);
+            let pct = u64::from(self.ctx.config.log_rewrite_percentage);
+            let len = self.log.file_len();
+            let grown = pct > 0
+                && len >= self.ctx.config.log_rewrite_min_size
+                && len.saturating_sub(self.rewrite_base) * 100 >= self.rewrite_base.max(1) * pct;
+            if heal || grown {
+                self.last_heal = std::time::Instant::now();
+                self.begin_rewrite();
+            }
+        }
+    }
+
+    /// Encodes the live table and starts rewriting the log from it in the background.
+    fn begin_rewrite(&mut self) {
+        let started = std::time::Instant::now();
+        let snapshot = encode_snapshot(
+            self.table.entries().map(|e| e.to_record()),
+            self.id,
+            self.shards,
+            self.log.epoch(),
+            self.ctx.fences.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let bytes = snapshot.len();
+        match self.log.begin_rewrite(snapshot) {
+            Ok(()) => info!(
+                shard = self.id,
+                bytes,
+                pause_us = started.elapsed().as_micros() as u64,
+                "log rewrite started"
+            ),
+            Err(e) => {
+                self.log_errors += 1;
+                warn!(shard = self.id, error = %e, "cannot start a log rewrite");
+            }
+        }
+    }
+
+    /// Takes back this iteration's changes and fails the replies that depended on them.
+    fn fail_batch(&mut self, conns: &mut Slab<Connection>) {
+        self.records.clear();
+        self.table.roll_back();
+        self.fail_acks(conns);
     }
 
     /// Turns every reply that depends on this iteration's records into `-IOERR`.

@@ -39,8 +39,7 @@ fn parameters(ctx: &ServerContext) -> Vec<(&'static str, String)> {
         ("http-port", ctx.http_addr.port().to_string()),
         ("shards", ctx.shards.len().to_string()),
         ("dir", c.dir.display().to_string()),
-        // The log is not written yet: appendonly reports that truthfully.
-        ("appendonly", "no".to_string()),
+        ("appendonly", "yes".to_string()),
         ("appendfsync", c.appendfsync.as_str().to_string()),
         ("save", String::new()),
         ("databases", "1".to_string()),

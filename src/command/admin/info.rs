@@ -7,13 +7,13 @@ use crate::command::admin::hello::REDIS_COMPAT_VERSION;
 use crate::context::ServerContext;
 use crate::protocol::{Args, Reply};
 
-const SECTIONS: [&str; 4] = ["server", "clients", "stats", "locks"];
+const SECTIONS: [&str; 5] = ["server", "clients", "persistence", "stats", "locks"];
 
 /// # Format
 /// ```text
 /// INFO [section ...]
 /// ```
-/// Sections: `server`, `clients`, `stats`, `locks`; `all`, `everything` and `default` give
+/// Sections: `server`, `clients`, `persistence`, `stats`, `locks`; `all`, `everything` and `default` give
 /// every one. Lines are `name:value`, sections start with `# Name`, as in Redis.
 pub fn info(args: &Args<'_>, ctx: &ServerContext) -> Reply {
     let wanted: Vec<String> = args
@@ -60,6 +60,16 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
             ctx.clients.load(Ordering::Relaxed),
             c.maxclients,
+        ),
+        "persistence" => write!(
+            out,
+            "# Persistence\r\naof_enabled:1\r\nappendfsync:{}\r\nlog_bytes:{}\r\n\
+             log_rewrites:{}\r\nlog_write_errors:{}\r\nlog_failed_shards:{}\r\n",
+            c.appendfsync.as_str(),
+            t.log_bytes,
+            t.log_rewrites,
+            t.log_errors,
+            t.log_failed,
         ),
         "stats" => write!(
             out,
