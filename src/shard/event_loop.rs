@@ -504,16 +504,26 @@ impl<C: Clock> Shard<C> {
 }
 
 impl Core {
-    /// The context commands and sweeps run in.
-    fn apply_ctx(&mut self, origin: Origin) -> ApplyCtx<'_> {
-        ApplyCtx {
-            now_ms: self.now_ms,
-            keys: &mut self.keys,
-            fences: &self.ctx.fences,
+    /// Splits the core into the table and the context commands and sweeps run in.
+    fn table_and_ctx(&mut self, origin: Origin) -> (&mut LockTable, ApplyCtx<'_>) {
+        let Core {
+            table,
+            keys,
+            ctx,
+            records,
+            deliveries,
+            now_ms,
+            ..
+        } = self;
+        let apply = ApplyCtx {
+            now_ms: *now_ms,
+            keys,
+            fences: &ctx.fences,
             origin,
-            records: &mut self.records,
-            deliveries: &mut self.deliveries,
-        }
+            records,
+            deliveries,
+        };
+        (table, apply)
     }
 
     /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the reply
@@ -523,9 +533,8 @@ impl Core {
             return (IOERR, false);
         }
         let before = self.records.len();
-        let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
-        let reply = cmd.apply(&mut table, &mut self.apply_ctx(origin));
-        self.table = table;
+        let (table, mut ctx) = self.table_and_ctx(origin);
+        let reply = cmd.apply(table, &mut ctx);
         (reply, self.records.len() > before)
     }
 
@@ -654,10 +663,8 @@ impl Core {
 
     /// Frees expired leases, reaps old completions and times out waiters, within the budget.
     fn expire_due(&mut self) -> usize {
-        let mut table = std::mem::replace(&mut self.table, LockTable::new(Default::default()));
-        let done = table.expire_due(&mut self.apply_ctx(Origin::Nobody), EXPIRY_BUDGET);
-        self.table = table;
-        done
+        let (table, mut ctx) = self.table_and_ctx(Origin::Nobody);
+        table.expire_due(&mut ctx, EXPIRY_BUDGET)
     }
 
     /// Releases a lock that was granted to a waiter who had gone by the time it came.
