@@ -1,10 +1,10 @@
 //! From a query string to a [`Command`].
 //!
 //! Parameters are `name=value` pairs separated by `&`. Names are matched literally (`id`, `key`,
-//! `ttl`); unknown names are ignored, a repeated known name is an error. Values are
+//! `ttl`, `wait`, `fingerprint`, `result`); unknown names are ignored, a repeated known name is an error. Values are
 //! percent-decoded to bytes and nothing else: `+` stays `+` (it is not a space), so an id means
 //! the same bytes whichever client encoded it. A `%` not followed by two hex digits is an error
-//! rather than a literal `%`, so every id has exactly one spelling per byte string.
+//! rather than a literal `%`, so a malformed escape never silently names some other id.
 //!
 //! Ids go through [`parse_id`] with the server's [`CommandLimits`], exactly as over RESP; keys
 //! through [`parse_key_arg`]. Every error is an `ERR` reply, which the status mapping turns into
@@ -14,7 +14,9 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-use crate::command::{Command, CommandLimits, Complete, Lock, Unlock, parse_id, parse_key_arg};
+use crate::command::{
+    Command, CommandLimits, Complete, Lock, Renew, Status, Unlock, errors, parse_id, parse_key_arg,
+};
 use crate::http::status::Endpoint;
 use crate::protocol::{KeyBytes, Reply};
 use crate::shard::table::Id;
@@ -34,6 +36,14 @@ const BAD_KEY_ENCODING: Reply = Reply::error("ERR bad percent-encoding in key");
 const EMPTY_KEY: Reply = Reply::error("ERR the key must not be empty");
 const KEY_TOO_LONG: Reply = Reply::error("ERR key too long (a key is 32 hex characters)");
 const DUPLICATE_TTL: Reply = Reply::error("ERR the ttl parameter is given twice");
+const DUPLICATE_WAIT: Reply = Reply::error("ERR the wait parameter is given twice");
+const DUPLICATE_FINGERPRINT: Reply = Reply::error("ERR the fingerprint parameter is given twice");
+const DUPLICATE_RESULT: Reply = Reply::error("ERR the result parameter is given twice");
+const BAD_FINGERPRINT_ENCODING: Reply = Reply::error("ERR bad percent-encoding in fingerprint");
+const BAD_RESULT_ENCODING: Reply = Reply::error("ERR bad percent-encoding in result");
+const MISSING_TTL: Reply = Reply::error("ERR missing ttl parameter");
+const BAD_WAIT: Reply =
+    Reply::error("ERR bad wait: expected whole milliseconds from 0 to 1099511627776");
 const BAD_TTL: Reply =
     Reply::error("ERR bad ttl: expected whole milliseconds from 1 to 1099511627776");
 
@@ -43,6 +53,9 @@ struct RawParams<'a> {
     id: Option<&'a str>,
     key: Option<&'a str>,
     ttl: Option<&'a str>,
+    wait: Option<&'a str>,
+    fingerprint: Option<&'a str>,
+    result: Option<&'a str>,
 }
 
 /// Parses the query string of a request to `endpoint` into its command.
@@ -57,28 +70,75 @@ pub fn command(
     Ok(match endpoint {
         Endpoint::Lock => {
             let ttl_ms = params.ttl.map(parse_ttl).transpose()?;
-            lock_command(id, ttl_ms)
+            let wait_ms = params.wait.map(parse_wait).transpose()?;
+            let fingerprint = params
+                .fingerprint
+                .map(|f| decode(f, BAD_FINGERPRINT_ENCODING))
+                .transpose()?;
+            if fingerprint
+                .as_ref()
+                .is_some_and(|f| f.len() > limits.max_id_len)
+            {
+                return Err(errors::FINGERPRINT_TOO_LONG);
+            }
+            lock_command(id, ttl_ms, wait_ms, fingerprint.map(|f| f.into()))
         }
         Endpoint::Unlock => Command::Unlock(Unlock {
             id,
             key: key(params.key)?,
         }),
-        Endpoint::Complete => Command::Complete(Complete {
+        Endpoint::Complete => {
+            let result = params
+                .result
+                .map(|r| decode(r, BAD_RESULT_ENCODING))
+                .transpose()?;
+            if result
+                .as_ref()
+                .is_some_and(|r| r.len() > limits.max_result_size)
+            {
+                return Err(errors::RESULT_TOO_LARGE);
+            }
+            Command::Complete(Complete {
+                id,
+                key: key(params.key)?,
+                result: result.map(|r| r.into()),
+            })
+        }
+        Endpoint::Renew => Command::Renew(Renew {
             id,
             key: key(params.key)?,
-            result: None,
+            lease_ms: parse_ttl(params.ttl.ok_or(MISSING_TTL)?)?,
         }),
+        Endpoint::Status => Command::Status(Status { id }),
     })
 }
 
-/// The one place an HTTP request becomes a [`Lock`]: `ttl` is the lease, and the fence is
-/// always asked for (it goes out in `X-Fencing-Token`).
-fn lock_command(id: Id, ttl_ms: Option<u64>) -> Command {
+/// The one place an HTTP request becomes a [`Lock`]: `ttl` is the lease, `wait` the time to
+/// queue for a held id, and the fence is always asked for (it goes out in `X-Fencing-Token`).
+fn lock_command(
+    id: Id,
+    ttl_ms: Option<u64>,
+    wait_ms: Option<u64>,
+    fingerprint: Option<Box<[u8]>>,
+) -> Command {
     Command::Lock(Lock {
         lease_ms: ttl_ms,
+        wait_ms,
+        fingerprint,
         with_fence: true,
         ..Lock::new(id)
     })
+}
+
+/// A `wait` parameter: decimal digits only, 0 to [`MAX_TTL_MS`].
+fn parse_wait(raw: &str) -> Result<u64, Reply> {
+    let text = decode(raw, BAD_WAIT)?;
+    std::str::from_utf8(&text)
+        .ok()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|&ms| ms <= MAX_TTL_MS)
+        .ok_or(BAD_WAIT)
 }
 
 /// Splits `query` into the known parameters.
@@ -90,6 +150,9 @@ fn split(query: &str) -> Result<RawParams<'_>, Reply> {
             "id" => (&mut params.id, DUPLICATE_ID),
             "key" => (&mut params.key, DUPLICATE_KEY),
             "ttl" => (&mut params.ttl, DUPLICATE_TTL),
+            "wait" => (&mut params.wait, DUPLICATE_WAIT),
+            "fingerprint" => (&mut params.fingerprint, DUPLICATE_FINGERPRINT),
+            "result" => (&mut params.result, DUPLICATE_RESULT),
             _ => continue,
         };
         if slot.replace(value).is_some() {

@@ -7,7 +7,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
-use crate::command::{Command, CommandLimits};
+use crate::command::{Command, CommandLimits, Status};
 use crate::http::query;
 use crate::http::status::{self, Body, Endpoint};
 use crate::protocol::Reply;
@@ -47,6 +47,8 @@ impl Router {
             "/lock" => Endpoint::Lock,
             "/unlock" => Endpoint::Unlock,
             "/complete" => Endpoint::Complete,
+            "/renew" => Endpoint::Renew,
+            "/status" => Endpoint::Status,
             _ => return status::not_found(),
         };
         if !matches!(*request.method(), Method::GET | Method::POST) {
@@ -56,12 +58,35 @@ impl Router {
         if let Err(response) = discard_body(body).await {
             return response;
         }
-        let reply = match query::command(endpoint, parts.uri.query(), &self.limits) {
-            Ok(cmd) => self.run(cmd).await,
-            Err(reply) => reply,
+        let (reply, id) = match query::command(endpoint, parts.uri.query(), &self.limits) {
+            Ok(cmd) => {
+                let id: Box<[u8]> = cmd.id().into();
+                (self.run(cmd).await, Some(id))
+            }
+            Err(reply) => (reply, None),
         };
-        let (code, body) = status::reply_response(endpoint, &reply);
-        status::text(code, body)
+        let response = status::reply_response(endpoint, &reply);
+        match (endpoint, &reply, id) {
+            (Endpoint::Lock, Reply::Error(text), Some(id)) if text.starts_with("LOCKED ") => {
+                let ttl = self.lease_left(id).await;
+                status::with_retry_after(response, ttl)
+            }
+            _ => response,
+        }
+    }
+
+    /// Milliseconds left on the lease of `id` (-1 for none), asked of its shard with STATUS.
+    async fn lease_left(&self, id: Box<[u8]>) -> i64 {
+        match self.run(Command::Status(Status { id })).await {
+            Reply::Map(fields) => fields
+                .iter()
+                .find_map(|(name, value)| match (name, value) {
+                    (Reply::Bulk(n), Reply::Integer(ttl)) if &n[..] == b"ttl_ms" => Some(*ttl),
+                    _ => None,
+                })
+                .unwrap_or(-1),
+            _ => -1,
+        }
     }
 
     /// Sends `cmd` to the shard that owns its id and waits for the reply.

@@ -24,8 +24,12 @@ pub enum Endpoint {
     Lock,
     /// `/unlock`: `UNLOCK id key`.
     Unlock,
-    /// `/complete`: `COMPLETE id key`.
+    /// `/complete`: `COMPLETE id key [RESULT value]`.
     Complete,
+    /// `/renew`: `RENEW id key PX ttl`.
+    Renew,
+    /// `/status`: `STATUS id`, answered as JSON.
+    Status,
 }
 
 impl Endpoint {
@@ -33,9 +37,10 @@ impl Endpoint {
     fn ok_word(self) -> &'static str {
         match self {
             // LOCK answers with a key, never `+OK`; the word is here for completeness.
-            Endpoint::Lock => "ok",
+            Endpoint::Lock | Endpoint::Status => "ok",
             Endpoint::Unlock => "unlocked",
             Endpoint::Complete => "complete",
+            Endpoint::Renew => "renewed",
         }
     }
 }
@@ -43,50 +48,110 @@ impl Endpoint {
 /// The help text served at `/`.
 const HELP: &str = "\
 token-server: run-once locks over HTTP (GET, or POST with the same query)
-GET /lock?id=ID                200 the key | 409 locked | 409 complete
+GET /lock?id=ID[&ttl=MS][&wait=MS][&fingerprint=FP]
+                               200 the key (X-Fencing-Token) | 409 locked | 409 complete | 422 mismatch
 GET /unlock?id=ID&key=KEY      200 unlocked | 404 not locked | 403 wrong key | 409 complete
-GET /complete?id=ID&key=KEY    200 complete | 404 not locked | 403 wrong key | 409 complete
+GET /complete?id=ID&key=KEY[&result=R]
+                               200 complete | 404 not locked | 403 wrong key | 409 complete
+GET /renew?id=ID&key=KEY&ttl=MS
+                               200 renewed | 404 not locked | 403 wrong key | 409 complete
+GET /status?id=ID              200 JSON: state, ttl_ms, fence, waiters, result
 Ids are percent-decoded to bytes and name the same activities as LOCK, UNLOCK and COMPLETE
 over the Redis protocol. Bad parameters get 400 with a reason.
 ";
 
-/// Maps the reply of a lock command run for `endpoint` to a status and a one-line body.
+/// The header that carries the fencing token of a granted lock.
+pub const FENCING_TOKEN: &str = "x-fencing-token";
+
+/// Maps the reply of a lock command run for `endpoint` to the response.
 ///
-/// - a key: 200, the 32 hex characters and nothing else;
+/// - a key: 200, the 32 hex characters and nothing else; a key with its fencing token
+///   (`[key, fence]`): the same, and the token in `X-Fencing-Token`;
 /// - `+OK`: 200 `unlocked` or `complete`;
 /// - an error, by its code (its first word): `LOCKED` 409 `locked`, `COMPLETED` 409
-///   `complete`, `NOTLOCKED` 404 `not locked`, `BADKEY` 403 `wrong key`, `ERR` 400
-///   `bad request: <sentence>`, any other code 503 with the code alone.
+///   `complete`, `NOTLOCKED` 404 `not locked`, `BADKEY` 403 `wrong key`, `MISMATCH` 422
+///   `mismatch`, `ERR` 400 `bad request: <sentence>`, any other code 503 with the code alone;
+/// - a STATUS map: 200 with it as a JSON object.
 ///
 /// Error sentences of the lock commands never hold a key, and only `ERR` sentences are shown.
-pub fn reply_response(endpoint: Endpoint, reply: &Reply) -> (StatusCode, Bytes) {
+pub fn reply_response(endpoint: Endpoint, reply: &Reply) -> Response<Body> {
     match reply {
-        Reply::Key(key) => (StatusCode::OK, Bytes::copy_from_slice(&hex_key(key))),
-        Reply::Ok => (
+        Reply::Key(key) => text(StatusCode::OK, Bytes::copy_from_slice(&hex_key(key))),
+        Reply::Array(items) => match items.as_slice() {
+            [Reply::Key(key), Reply::Integer(fence)] => {
+                let mut response = text(StatusCode::OK, Bytes::copy_from_slice(&hex_key(key)));
+                response
+                    .headers_mut()
+                    .insert(FENCING_TOKEN, HeaderValue::from(*fence));
+                response
+            }
+            _ => unexpected(),
+        },
+        Reply::Ok => text(
             StatusCode::OK,
             Bytes::from_static(endpoint.ok_word().as_bytes()),
         ),
-        Reply::Error(text) => {
-            let (code, sentence) = text.split_once(' ').unwrap_or((text, ""));
+        Reply::Error(message) => {
+            let (code, sentence) = message.split_once(' ').unwrap_or((message, ""));
             let (status, body): (StatusCode, Cow<'static, str>) = match code {
                 "LOCKED" => (StatusCode::CONFLICT, "locked".into()),
                 "COMPLETED" => (StatusCode::CONFLICT, "complete".into()),
                 "NOTLOCKED" => (StatusCode::NOT_FOUND, "not locked".into()),
                 "BADKEY" => (StatusCode::FORBIDDEN, "wrong key".into()),
+                "MISMATCH" => (StatusCode::UNPROCESSABLE_ENTITY, "mismatch".into()),
                 "ERR" => (
                     StatusCode::BAD_REQUEST,
                     format!("bad request: {}", one_line(sentence)).into(),
                 ),
                 other => (StatusCode::SERVICE_UNAVAILABLE, one_line(other).into()),
             };
-            (status, Bytes::from(body.into_owned()))
+            text(status, Bytes::from(body.into_owned()))
         }
-        // Lock commands answer with nothing else; say so instead of guessing a meaning.
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Bytes::from_static(b"internal error: unexpected reply"),
-        ),
+        Reply::Map(fields) if endpoint == Endpoint::Status => json(fields),
+        _ => unexpected(),
     }
+}
+
+/// A STATUS map as a JSON object: text fields as strings, integers as numbers, null as null.
+/// A result that is not UTF-8 is shown with replacement characters.
+fn json(fields: &[(Reply, Reply)]) -> Response<Body> {
+    let mut object = serde_json::Map::new();
+    for (name, value) in fields {
+        let Reply::Bulk(name) = name else { continue };
+        let value = match value {
+            Reply::Bulk(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
+            Reply::Integer(i) => serde_json::Value::from(*i),
+            _ => serde_json::Value::Null,
+        };
+        object.insert(String::from_utf8_lossy(name).into_owned(), value);
+    }
+    let body = serde_json::Value::Object(object).to_string();
+    let mut response = text(StatusCode::OK, Bytes::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Adds `Retry-After` (whole seconds, rounded up) to a 409 `locked` answer when the holder's
+/// lease has `ttl_ms` left.
+pub fn with_retry_after(mut response: Response<Body>, ttl_ms: i64) -> Response<Body> {
+    if ttl_ms > 0 {
+        let secs = (ttl_ms + 999) / 1000;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Lock commands answer with nothing else; say so instead of guessing a meaning.
+fn unexpected() -> Response<Body> {
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Bytes::from_static(b"internal error: unexpected reply"),
+    )
 }
 
 /// A body must stay one line: CR and LF become spaces, as in RESP error lines.
@@ -148,8 +213,10 @@ mod tests {
     use crate::command::errors;
 
     fn map(endpoint: Endpoint, reply: &Reply) -> (u16, String) {
-        let (status, body) = reply_response(endpoint, reply);
-        (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+        let response = reply_response(endpoint, reply);
+        let status = response.status().as_u16();
+        let body = response.into_body().into_inner().unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     #[test]
@@ -164,6 +231,28 @@ mod tests {
             map(Endpoint::Lock, &errors::COMPLETED),
             (409, "complete".into())
         );
+        assert_eq!(
+            map(Endpoint::Lock, &errors::MISMATCH),
+            (422, "mismatch".into())
+        );
+    }
+
+    #[test]
+    fn a_fenced_key_puts_the_token_in_a_header() {
+        let fenced = Reply::Array(vec![Reply::Key([0x01; 16]), Reply::Integer(42)]);
+        let response = reply_response(Endpoint::Lock, &fenced);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers().get(FENCING_TOKEN),
+            Some(&HeaderValue::from_static("42"))
+        );
+        assert_eq!(
+            response.into_body().into_inner(),
+            Some(Bytes::from("01".repeat(16)))
+        );
+        assert_eq!(map(Endpoint::Lock, &Reply::Key([0x01; 16])).0, 200);
+        let odd = Reply::Array(vec![Reply::Integer(42), Reply::Key([0x01; 16])]);
+        assert_eq!(map(Endpoint::Lock, &odd).0, 500);
     }
 
     #[test]
