@@ -137,3 +137,20 @@ fn inline_arity_and_unknown_command_errors() {
         "inline unknown command",
     );
 }
+
+#[test]
+fn nul_bytes_in_an_inline_line_do_not_hang_the_shard() {
+    // Regression: a line starting with NUL once looped forever in the inline splitter.
+    let server = Server::start(&["--shards", "1"]);
+    let mut raw = server.raw();
+    raw.send(b"\x00\x03\n");
+    raw.expect_bytes(
+        b"-ERR unknown command '\x03', with args beginning with: \r\n",
+        "NUL-led inline line",
+    );
+    raw.send(b"\x00PING\x00\r\n");
+    raw.expect_bytes(b"+PONG\r\n", "NUL as a separator");
+    let mut other = server.connection(Proto::Resp2);
+    let pong: String = redis::cmd("PING").query(&mut other).expect("the shard still answers");
+    assert_eq!(pong, "PONG");
+}

@@ -327,7 +327,9 @@ fn split_inline(
 ) -> Result<(), ProtocolError> {
     let mut i = 0;
     loop {
-        while line.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        // NUL separates like a space (Redis's splitter stops at it too). It must be skipped
+        // here as well, or an argument that starts at a NUL would never advance.
+        while line.get(i).is_some_and(|&b| b.is_ascii_whitespace() || b == 0) {
             i += 1;
         }
         if i >= line.len() {
@@ -514,6 +516,19 @@ mod tests {
             decode_all(b"ECHO \"open\r\n").0,
             Decoded::Error(ProtocolError::UnbalancedQuotes)
         );
+    }
+
+    #[test]
+    fn inline_nul_bytes_separate_and_always_advance() {
+        // Found by the resp_decode fuzz target: this input used to loop forever.
+        let (r, args) = decode_all(b"\x00\x03\n");
+        assert_eq!(r, Decoded::Request { consumed: 3 });
+        assert_eq!(args, vec![b"\x03".to_vec()]);
+        let (_, args) = decode_all(b"PING\x00\x00x\r\n");
+        assert_eq!(args, vec![b"PING".to_vec(), b"x".to_vec()]);
+        let (r, args) = decode_all(b"\x00\x00\n");
+        assert_eq!(r, Decoded::Request { consumed: 3 });
+        assert!(args.is_empty());
     }
 
     #[test]
