@@ -84,7 +84,7 @@ fn bench_recovery(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.bench_function(format!("{n}_records_{SHARDS}_shards"), |b| {
-        b.iter(|| {
+        b.iter_with_large_drop(|| {
             let recovered = recover(&FsStorage, black_box(&dir), SHARDS, false).expect("recover");
             assert_eq!(recovered.report.records as usize, n + SHARDS);
             recovered

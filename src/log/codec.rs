@@ -236,14 +236,17 @@ impl RecordRef<'_> {
             }
         }
         let body = out.get(start + FRAME_HEADER_LEN..).unwrap_or_default();
-        // Bodies are bounded by the request limits (see MAX_BODY_LEN); saturate rather than
+        // Bodies are bounded by the request limits (see `MAX_BODY_LEN`); saturate rather than
         // wrap so an impossible oversized record reads back as corruption, never as another
         // record.
         let len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes();
         let crc = frame_crc(len, body).to_le_bytes();
-        if let Some(head) = out.get_mut(start..start + FRAME_HEADER_LEN) {
-            head[..4].copy_from_slice(&len);
-            head[4..].copy_from_slice(&crc);
+        if let Some((len_field, crc_field)) = out
+            .get_mut(start..start + FRAME_HEADER_LEN)
+            .and_then(|head| head.split_first_chunk_mut::<4>())
+        {
+            *len_field = len;
+            crc_field.copy_from_slice(&crc);
         }
     }
 }

@@ -2,7 +2,6 @@
 //!
 //! `docs/LOG_FORMAT.md` describes the same layout byte by byte; the two must agree.
 //!
-//! Invariants:
 //! Records themselves are encoded in [`super::codec`].
 //!
 //! Invariants:
@@ -25,6 +24,9 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// Largest accepted record body (type byte and payload). Ids, fingerprints and results are
 /// each capped well below this by the request limits; a length above it is corruption.
 pub const MAX_BODY_LEN: u32 = 16 * 1024 * 1024;
+
+/// Largest shard count a header may name (far above what the server accepts).
+pub const MAX_SHARDS: u32 = 1 << 16;
 
 /// The header at the start of every log file.
 ///
@@ -64,6 +66,17 @@ impl FileHeader {
         }
     }
 
+    /// The header of a rewritten file: it supersedes, for the ids of `shard` among `shards`,
+    /// every record of a run before `epoch`.
+    pub fn rewritten(shard: usize, shards: usize, epoch: u64) -> FileHeader {
+        FileHeader {
+            version: FORMAT_VERSION,
+            shard: u32::try_from(shard).unwrap_or(u32::MAX),
+            shards: u32::try_from(shards).unwrap_or(u32::MAX),
+            covers_epoch: epoch,
+        }
+    }
+
     /// Encodes the header: magic, version, shard, shards, covers_epoch, CRC32C of the rest.
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut out = [0u8; FILE_HEADER_LEN];
@@ -85,7 +98,9 @@ impl FileHeader {
         let u32_at = |at: usize| head.get(at..at + 4).and_then(|b| b.try_into().ok());
         let u64_at = |at: usize| head.get(at..at + 8).and_then(|b| b.try_into().ok());
         if head.get(0..8) != Some(MAGIC.as_slice()) {
-            return Err(HeaderError::Bad("not a token-server log (bad magic)".into()));
+            return Err(HeaderError::Bad(
+                "not a token-server log (bad magic)".into(),
+            ));
         }
         let stored = u32_at(28).map(u32::from_le_bytes);
         if head.get(0..28).map(crc32c::crc32c) != stored {
@@ -98,7 +113,7 @@ impl FileHeader {
         if version != FORMAT_VERSION {
             return Err(HeaderError::Unsupported(version));
         }
-        if covers_epoch > 0 && shard >= shards {
+        if covers_epoch > 0 && (shard >= shards || shards > MAX_SHARDS) {
             return Err(HeaderError::Bad(format!(
                 "file header names shard {shard} of {shards}"
             )));

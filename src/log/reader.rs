@@ -12,7 +12,7 @@
 //!   non-zero bytes. (A body with a valid checksum that does not decode is also corruption;
 //!   the caller decides that, since the reader does not decode.)
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 use super::codec::frame_crc;
 use super::format::{FRAME_HEADER_LEN, MAX_BODY_LEN};
@@ -53,6 +53,9 @@ pub(crate) struct FrameReader<R: Read> {
     offset: u64,
     file_len: u64,
     body: Vec<u8>,
+    /// Bytes of the read buffer lent out by the last fast-path record, consumed on the next
+    /// call.
+    lent: usize,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -64,6 +67,7 @@ impl<R: Read> FrameReader<R> {
             offset,
             file_len,
             body: Vec::new(),
+            lent: 0,
         }
     }
 
@@ -74,6 +78,7 @@ impl<R: Read> FrameReader<R> {
 
     /// The next frame, or how the file ends.
     pub(crate) fn next_frame(&mut self) -> io::Result<Step<'_>> {
+        self.inner.consume(std::mem::take(&mut self.lent));
         let offset = self.offset;
         let remaining = self.file_len.saturating_sub(offset);
         if remaining == 0 {
@@ -85,6 +90,20 @@ impl<R: Read> FrameReader<R> {
                 reason: format!("truncated record header ({remaining} bytes)"),
             });
         }
+        // Fast path: a valid frame wholly inside the read buffer is lent out, not copied.
+        if self.inner.buffer().is_empty() {
+            self.inner.fill_buf()?;
+        }
+        if let Some(frame_len) = valid_frame_at_start(self.inner.buffer(), remaining) {
+            self.lent = frame_len;
+            self.offset = offset + frame_len as u64;
+            let body = self.inner.buffer().get(FRAME_HEADER_LEN..frame_len);
+            return Ok(Step::Record {
+                offset,
+                body: body.unwrap_or_default(),
+            });
+        }
+        // Slow path: a frame that straddles the buffer's end, or a bad one.
         let mut head = [0u8; FRAME_HEADER_LEN];
         self.inner.read_exact(&mut head)?;
         let [l0, l1, l2, l3, c0, c1, c2, c3] = head;
@@ -147,4 +166,22 @@ impl<R: Read> FrameReader<R> {
             }
         }
     }
+}
+
+/// The length of the frame at the start of `buffered`, if it is wholly there, fits in the
+/// `remaining` bytes of the file, and its checksum matches.
+fn valid_frame_at_start(buffered: &[u8], remaining: u64) -> Option<usize> {
+    let (head, rest) = buffered.split_first_chunk::<FRAME_HEADER_LEN>()?;
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = *head;
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
+    if len == 0 || len > MAX_BODY_LEN {
+        return None;
+    }
+    let frame_len = FRAME_HEADER_LEN + usize::try_from(len).ok()?;
+    if frame_len as u64 > remaining {
+        return None;
+    }
+    let body = rest.get(..frame_len - FRAME_HEADER_LEN)?;
+    let ok = frame_crc([l0, l1, l2, l3], body) == u32::from_le_bytes([c0, c1, c2, c3]);
+    ok.then_some(frame_len)
 }

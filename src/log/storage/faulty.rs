@@ -297,7 +297,9 @@ impl Storage for FaultyStorage {
         let mut d = self.disk();
         d.op()?;
         let inode = d.inode(path)?;
-        inode.data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        inode
+            .data
+            .truncate(usize::try_from(len).unwrap_or(usize::MAX));
         inode.durable = inode.data.clone();
         Ok(())
     }
@@ -314,7 +316,10 @@ impl Storage for FaultyStorage {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut d = self.disk();
         d.op()?;
-        d.names.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        d.names
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

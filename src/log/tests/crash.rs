@@ -1,0 +1,166 @@
+//! Crashes and faults at every step of a run that rewrites its log: whatever happens, recovery
+//! gives the state after some prefix of the appended records that contains every record
+//! acknowledged as durable.
+
+use super::super::storage::CrashTail;
+use super::*;
+
+/// A deterministic mix of locks, renews, completes and unlocks over a few ids.
+fn workload(n: usize) -> Vec<LogRecord> {
+    let mut model = Model::default();
+    let mut out = Vec::with_capacity(n);
+    let mut fence = 0;
+    let mut i = 0usize;
+    while out.len() < n {
+        let id = format!("job-{}", (i * 7) % 13).into_bytes();
+        i += 1;
+        let rec = match model.ids.get(&id) {
+            None => {
+                fence += 1;
+                lock(&id, fence, 1_000 + i as u64)
+            }
+            Some(LogRecord::Lock { fence: f, .. }) => match i % 3 {
+                0 => renew(&id, 5_000 + i as u64),
+                1 => complete(&id, *f, Some(format!("r{i}").as_bytes())),
+                _ => unlock(&id),
+            },
+            Some(_) => continue,
+        };
+        model.apply(&rec);
+        out.push(rec);
+    }
+    out
+}
+
+/// What a scenario appended and what it was told is durable.
+#[derive(Default)]
+struct Outcome {
+    appended: Vec<LogRecord>,
+    acked: usize,
+}
+
+/// The loop's behaviour, in miniature: batches of appends, each committed with
+/// `flush(true)`; a rewrite begun mid-way with more batches while it runs; after a failed
+/// flush, a rewrite from the table. Stops at the first error once the disk has crashed.
+fn scenario(storage: &Arc<dyn Storage>, disk: &FaultyStorage, records: &[LogRecord]) -> Outcome {
+    let mut out = Outcome::default();
+    let Ok(recovered) = recover(&**storage, &dir(), 1, false) else {
+        return out;
+    };
+    let epoch = recovered.epoch;
+    let Ok(mut log) = ShardLog::open(Arc::clone(storage), &dir(), 0, epoch) else {
+        return out;
+    };
+    let mut model = Model::default();
+    let batches: Vec<&[LogRecord]> = records.chunks(4).collect();
+    for (n, batch) in batches.iter().enumerate() {
+        for rec in *batch {
+            log.append(rec);
+            model.apply(rec);
+            out.appended.push(rec.clone());
+        }
+        // Begin a rewrite with this batch still buffered (it is in the snapshot).
+        let rewrite_now = n == 3 || (log.is_failed() && !log.rewrite_in_progress());
+        if rewrite_now {
+            let snapshot = encode_snapshot(model.shard(0, 1), 0, 1, epoch, model.max_fence);
+            if log.begin_rewrite(snapshot).is_err() && disk.is_crashed() {
+                break;
+            }
+        }
+        if log.flush(true).is_ok() {
+            out.acked = out.appended.len();
+        } else if disk.is_crashed() {
+            break;
+        }
+        if n == 5 || n == batches.len() - 1 {
+            let _ = finish_rewrite_if_running(&mut log);
+        } else if let Some(Err(_)) = log.poll_rewrite()
+            && disk.is_crashed()
+        {
+            break;
+        }
+    }
+    // Never leave the rewrite thread running past the crash.
+    let _ = finish_rewrite_if_running(&mut log);
+    out
+}
+
+fn finish_rewrite_if_running(log: &mut ShardLog) -> Option<std::io::Result<()>> {
+    log.rewrite_in_progress()
+        .then(|| finish_rewrite(log).map(|_| ()))
+}
+
+/// Recovery must succeed and give a prefix state no shorter than what was acknowledged.
+fn check(disk: &FaultyStorage, out: &Outcome, what: &str) {
+    let recovered = match recover(disk, &dir(), 1, false) {
+        Ok(r) => r,
+        Err(e) => panic!("{what}: recovery failed: {e}"),
+    };
+    let state = state_of(&recovered);
+    let ok =
+        (out.acked..=out.appended.len()).any(|p| Model::after(&out.appended[..p]).ids == state);
+    assert!(
+        ok,
+        "{what}: state is not a prefix of >= {} of {} records",
+        out.acked,
+        out.appended.len()
+    );
+    let fence = Model::after(&out.appended[..out.acked]).max_fence;
+    assert!(recovered.max_fence >= fence, "{what}: fence went back");
+}
+
+/// Ops of one clean run of the scenario, to bound the crash points.
+fn clean_ops(records: &[LogRecord]) -> u64 {
+    let (disk, shared) = disk();
+    let out = scenario(&shared, &disk, records);
+    assert_eq!(out.acked, records.len());
+    disk.crash(CrashTail::Drop);
+    check(&disk, &out, "clean run");
+    disk.ops()
+}
+
+#[test]
+fn crash_at_every_operation_of_a_run_with_a_rewrite() {
+    let records = workload(40);
+    let total = clean_ops(&records);
+    for point in 1..=total + 1 {
+        for tail in [
+            CrashTail::Drop,
+            CrashTail::Keep(5),
+            CrashTail::Keep(usize::MAX),
+            CrashTail::Zeros(usize::MAX),
+        ] {
+            let (disk, shared) = disk();
+            disk.crash_at(point);
+            let out = scenario(&shared, &disk, &records);
+            disk.crash(tail);
+            check(&disk, &out, &format!("crash at op {point}, {tail:?}"));
+            // And the next run starts from there without losing anything either.
+            let again = scenario(&shared, &disk, &records);
+            disk.crash(CrashTail::Drop);
+            assert_eq!(again.acked, records.len());
+            check(&disk, &again, &format!("run after crash at op {point}"));
+        }
+    }
+}
+
+#[test]
+fn failed_writes_and_syncs_at_every_step_then_a_crash() {
+    let records = workload(40);
+    let total = clean_ops(&records);
+    for nth in 1..=total {
+        for fault in 0..3 {
+            for tail in [CrashTail::Drop, CrashTail::Keep(usize::MAX)] {
+                let (disk, shared) = disk();
+                match fault {
+                    0 => disk.fail_write(nth, 0),
+                    1 => disk.fail_write(nth, 7),
+                    _ => disk.fail_sync(nth),
+                }
+                let out = scenario(&shared, &disk, &records);
+                disk.crash(tail);
+                check(&disk, &out, &format!("fault {fault} at {nth}, {tail:?}"));
+            }
+        }
+    }
+}

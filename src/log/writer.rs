@@ -1,0 +1,435 @@
+//! A shard's open log: group-committed appends, and rewrites that run beside the shard.
+//!
+//! Invariants:
+//! - [`ShardLog::append`] only encodes into memory; bytes reach the file in
+//!   [`ShardLog::flush`], one write per batch, and are durable after its sync. The caller
+//!   answers the batch's commands only after that.
+//! - After a failed write or sync the file may end in a torn record, so nothing more is
+//!   appended to it (the log is *failed*) until a rewrite replaces it. A torn record thus
+//!   always stays the last thing in its file, where recovery drops it.
+//! - A rewrite writes `snapshot + records appended since it began` to
+//!   `appendonly.log.rewrite`, syncs it, renames it over `appendonly.log` and syncs the
+//!   directory. Until the rename, every record also goes to the old file, so a crash at any
+//!   point leaves one complete log under the name: the old one or the new one.
+//! - Nothing is appended to the new file before the directory sync succeeds: a record in it
+//!   could otherwise be lost with the rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use std::{fmt, io};
+
+use super::codec::RecordRef;
+use super::format::{FILE_HEADER_LEN, FileHeader};
+use super::record::LogRecord;
+use super::storage::{LogFile, Storage, with_path};
+use super::{LOG_FILE, REWRITE_FILE, shard_dir};
+
+/// Initial capacity of the append buffer; a buffer grown past `BUFFER_SHRINK` by a large
+/// batch is given back after it is written.
+const BUFFER_CAPACITY: usize = 64 * 1024;
+const BUFFER_SHRINK: usize = 4 * 1024 * 1024;
+
+/// What a finished rewrite did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewriteReport {
+    /// Size of the replaced file.
+    pub old_len: u64,
+    /// Size of the new file when it took over.
+    pub new_len: u64,
+    /// Bytes of the snapshot (header and records of live ids).
+    pub snapshot_len: u64,
+    /// Bytes of records appended during the rewrite and copied into the new file.
+    pub tail_len: u64,
+    /// Time from `begin_rewrite` to the switch.
+    pub elapsed: Duration,
+}
+
+/// A rewrite in progress.
+struct Rewrite {
+    /// Writes and syncs the snapshot into the rewrite file; returns the open file.
+    worker: JoinHandle<io::Result<Box<dyn LogFile>>>,
+    snapshot_len: u64,
+    /// Every record appended since the rewrite began.
+    tail: Vec<u8>,
+    /// Bytes at the front of the append buffer that were appended before the rewrite began
+    /// and have not been written since (they are in the snapshot already).
+    pre_begin: usize,
+    started: Instant,
+}
+
+impl fmt::Debug for Rewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rewrite")
+            .field("snapshot_len", &self.snapshot_len)
+            .field("tail_len", &self.tail.len())
+            .field("pre_begin", &self.pre_begin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One shard's append-only log file, open for appending.
+#[derive(Debug)]
+pub struct ShardLog {
+    storage: Arc<dyn Storage>,
+    shard: usize,
+    epoch: u64,
+    shard_dir: PathBuf,
+    path: PathBuf,
+    rewrite_path: PathBuf,
+    file: Box<dyn LogFile>,
+    file_len: u64,
+    buf: Vec<u8>,
+    unsynced: bool,
+    failed: bool,
+    rewrite: Option<Rewrite>,
+}
+
+impl ShardLog {
+    /// Opens (creating if needed) `dir/shard-<shard>/appendonly.log` for appending, writing
+    /// and syncing the header if new, and buffers an `Epoch { epoch }` record. Removes a
+    /// leftover rewrite file. Run [`super::recover`] first: it cuts torn tails, and this
+    /// refuses a file whose header is not valid.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        shard: usize,
+        epoch: u64,
+    ) -> io::Result<ShardLog> {
+        let sdir = shard_dir(dir, shard);
+        let path = sdir.join(LOG_FILE);
+        let rewrite_path = sdir.join(REWRITE_FILE);
+        storage
+            .create_dir_all(&sdir)
+            .map_err(|e| with_path(e, "creating", &sdir))?;
+        if storage.exists(&rewrite_path)? {
+            storage
+                .remove_file(&rewrite_path)
+                .map_err(|e| with_path(e, "removing", &rewrite_path))?;
+        }
+        let mut file = storage
+            .open_append(&path)
+            .map_err(|e| with_path(e, "opening", &path))?;
+        let mut file_len = file.size()?;
+        if file_len == 0 {
+            let header = FileHeader::plain(shard).encode();
+            let created = file
+                .write_all(&header)
+                .and_then(|()| file.sync_data())
+                .and_then(|()| storage.sync_dir(&sdir))
+                .and_then(|()| storage.sync_dir(dir));
+            created.map_err(|e| with_path(e, "creating", &path))?;
+            file_len = header.len() as u64;
+        } else {
+            check_existing_header(&*storage, &path)?;
+        }
+        let mut buf = Vec::with_capacity(BUFFER_CAPACITY);
+        LogRecord::Epoch { epoch }.encode_into(&mut buf);
+        Ok(ShardLog {
+            storage,
+            shard,
+            epoch,
+            shard_dir: sdir,
+            path,
+            rewrite_path,
+            file,
+            file_len,
+            buf,
+            unsynced: false,
+            failed: false,
+            rewrite: None,
+        })
+    }
+
+    /// Encodes `rec` into the in-memory buffer; no I/O. During a rewrite the record is also
+    /// kept for the new file.
+    pub fn append(&mut self, rec: &LogRecord) {
+        self.append_ref(&rec.borrowed());
+    }
+
+    /// [`Self::append`] for a borrowed record.
+    pub fn append_ref(&mut self, rec: &RecordRef<'_>) {
+        let start = self.buf.len();
+        rec.encode_into(&mut self.buf);
+        if let Some(rewrite) = &mut self.rewrite {
+            rewrite
+                .tail
+                .extend_from_slice(self.buf.get(start..).unwrap_or_default());
+        }
+    }
+
+    /// Whether appended records wait to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes the buffer to the file, then fdatasyncs if `sync` (also when earlier flushes
+    /// left written bytes unsynced). On error the log is failed: buffered records are
+    /// dropped (answer their commands with an error), the file may end in a torn record,
+    /// and every later flush or sync fails without writing until a rewrite succeeds.
+    pub fn flush(&mut self, sync: bool) -> io::Result<()> {
+        if self.failed {
+            self.drop_pending();
+            return Err(failed_error());
+        }
+        if !self.buf.is_empty() {
+            let written = self.file.write_all(&self.buf);
+            let len = self.buf.len() as u64;
+            self.drop_pending();
+            if let Err(e) = written {
+                self.failed = true;
+                return Err(with_path(e, "writing", &self.path));
+            }
+            self.file_len += len;
+            self.unsynced = true;
+        }
+        if sync { self.sync() } else { Ok(()) }
+    }
+
+    /// fdatasyncs what earlier flushes wrote, without writing (for `everysec`). A failure
+    /// fails the log.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(failed_error());
+        }
+        if self.unsynced {
+            if let Err(e) = self.file.sync_data() {
+                self.failed = true;
+                return Err(with_path(e, "syncing", &self.path));
+            }
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Whether a write or sync failed and no rewrite has replaced the file since.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Bytes in the current file (for the rewrite trigger).
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
+    /// The epoch this log was opened with.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Starts a rewrite. `snapshot` is the shard's live state encoded by
+    /// [`encode_snapshot`] (or [`SnapshotEncoder`]) for this shard and this log's epoch; a
+    /// background thread writes and syncs it while the shard keeps appending. Every record
+    /// appended from now on is also kept for the new file. Records appended before this call
+    /// but not yet flushed must be reflected in `snapshot`. Fails if a rewrite is running or
+    /// the snapshot is for another shard or epoch.
+    pub fn begin_rewrite(&mut self, snapshot: Vec<u8>) -> io::Result<()> {
+        if self.rewrite.is_some() {
+            return Err(io::Error::other("a log rewrite is already running"));
+        }
+        let header = FileHeader::decode(&snapshot).ok();
+        let shard_ok = header.is_some_and(|h| usize::try_from(h.shard).ok() == Some(self.shard));
+        if !shard_ok || header.map(|h| h.covers_epoch) != Some(self.epoch) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "snapshot is not for shard {} in epoch {}",
+                    self.shard, self.epoch
+                ),
+            ));
+        }
+        let snapshot_len = snapshot.len() as u64;
+        let storage = Arc::clone(&self.storage);
+        let path = self.rewrite_path.clone();
+        let worker = thread::Builder::new()
+            .name(format!("log-rewrite-{}", self.shard))
+            .spawn(move || write_snapshot(&*storage, &path, &snapshot))?;
+        self.rewrite = Some(Rewrite {
+            worker,
+            snapshot_len,
+            tail: Vec::new(),
+            pre_begin: self.buf.len(),
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Finishes a rewrite whose background write is done: appends the records kept since
+    /// it began (minus those still buffered, which the next flush writes), syncs, renames
+    /// over the old log, syncs the directory and switches to the new file, clearing a
+    /// failure. `Some` when a rewrite ended, ok or not; `None` while running or idle. Blocks
+    /// only for the tail write and two syncs.
+    ///
+    /// If it fails before the rename, the old log stays in use, complete. If only the
+    /// directory sync fails, the new file is in use but the log is failed (a crash could
+    /// bring the old name back), so nothing is acknowledged until another rewrite succeeds.
+    pub fn poll_rewrite(&mut self) -> Option<io::Result<RewriteReport>> {
+        if !self.rewrite.as_ref()?.worker.is_finished() {
+            return None;
+        }
+        let rewrite = self.rewrite.take()?;
+        let Rewrite {
+            worker,
+            snapshot_len,
+            tail,
+            pre_begin,
+            started,
+        } = rewrite;
+        let written = worker
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")));
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                self.discard_rewrite_file();
+                return Some(Err(with_path(e, "rewriting", &self.rewrite_path)));
+            }
+        };
+        Some(self.switch(file, snapshot_len, &tail, pre_begin, started))
+    }
+
+    /// Whether a rewrite is running.
+    pub fn rewrite_in_progress(&self) -> bool {
+        self.rewrite.is_some()
+    }
+
+    fn switch(
+        &mut self,
+        mut file: Box<dyn LogFile>,
+        snapshot_len: u64,
+        tail: &[u8],
+        pre_begin: usize,
+        started: Instant,
+    ) -> io::Result<RewriteReport> {
+        // The buffer holds, after `pre_begin` stale bytes, a suffix of `tail` not yet
+        // written anywhere; the rest of `tail` went to the old file and must go to the new.
+        let unwritten = self.buf.len().saturating_sub(pre_begin);
+        let copied = tail
+            .get(..tail.len().saturating_sub(unwritten))
+            .unwrap_or_default();
+        let prepared = (if copied.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(copied)
+        })
+        .and_then(|()| file.sync_data())
+        .and_then(|()| self.storage.rename(&self.rewrite_path, &self.path));
+        if let Err(e) = prepared {
+            self.discard_rewrite_file();
+            return Err(with_path(e, "rewriting", &self.rewrite_path));
+        }
+        // From here the new file is the log, whatever happens next.
+        let report = RewriteReport {
+            old_len: self.file_len,
+            new_len: snapshot_len + copied.len() as u64,
+            snapshot_len,
+            tail_len: copied.len() as u64,
+            elapsed: started.elapsed(),
+        };
+        self.file = file;
+        self.file_len = report.new_len;
+        self.unsynced = false;
+        self.buf.drain(..pre_begin.min(self.buf.len()));
+        match self.storage.sync_dir(&self.shard_dir) {
+            Ok(()) => {
+                self.failed = false;
+                Ok(report)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(with_path(e, "syncing", &self.shard_dir))
+            }
+        }
+    }
+
+    fn drop_pending(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > BUFFER_SHRINK {
+            self.buf = Vec::with_capacity(BUFFER_CAPACITY);
+        }
+        if let Some(rewrite) = &mut self.rewrite {
+            rewrite.pre_begin = 0;
+        }
+    }
+
+    fn discard_rewrite_file(&self) {
+        if let Err(e) = self.storage.remove_file(&self.rewrite_path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.rewrite_path.display(), error = %e, "could not remove a failed log rewrite");
+        }
+    }
+}
+
+fn failed_error() -> io::Error {
+    io::Error::other("the log failed earlier and is not written until a rewrite replaces it")
+}
+
+fn check_existing_header(storage: &dyn Storage, path: &Path) -> io::Result<()> {
+    let mut head = Vec::with_capacity(FILE_HEADER_LEN);
+    let file = storage.open_read(path)?;
+    io::Read::read_to_end(&mut io::Read::take(file, FILE_HEADER_LEN as u64), &mut head)?;
+    FileHeader::decode(&head).map(|_| ()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a valid log header ({e:?})", path.display()),
+        )
+    })
+}
+
+fn write_snapshot(
+    storage: &dyn Storage,
+    path: &Path,
+    snapshot: &[u8],
+) -> io::Result<Box<dyn LogFile>> {
+    let mut file = storage.create(path)?;
+    file.write_all(snapshot)?;
+    file.sync_data()?;
+    Ok(file)
+}
+
+/// Builds a snapshot (the content of a rewritten log) one record at a time:
+/// header, `Epoch { epoch }`, `Fence { max_fence }`, then one record per live entry.
+#[derive(Debug)]
+pub struct SnapshotEncoder {
+    buf: Vec<u8>,
+}
+
+impl SnapshotEncoder {
+    /// Starts the snapshot of shard `shard` of `shards` in run `epoch`, with fences up to
+    /// `max_fence` issued.
+    pub fn new(shard: usize, shards: usize, epoch: u64, max_fence: u64) -> Self {
+        let mut buf = Vec::with_capacity(BUFFER_CAPACITY);
+        buf.extend_from_slice(&FileHeader::rewritten(shard, shards, epoch).encode());
+        LogRecord::Epoch { epoch }.encode_into(&mut buf);
+        LogRecord::Fence { value: max_fence }.encode_into(&mut buf);
+        SnapshotEncoder { buf }
+    }
+
+    /// Adds one live entry (a Lock or Complete record).
+    pub fn push(&mut self, rec: &RecordRef<'_>) {
+        rec.encode_into(&mut self.buf);
+    }
+
+    /// The encoded snapshot, for [`ShardLog::begin_rewrite`].
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Encodes a snapshot of shard `shard` of `shards` in run `epoch`: header, `Epoch{epoch}`,
+/// `Fence{max_fence}`, then one record per live entry.
+pub fn encode_snapshot(
+    records: impl Iterator<Item = LogRecord>,
+    shard: usize,
+    shards: usize,
+    epoch: u64,
+    max_fence: u64,
+) -> Vec<u8> {
+    let mut encoder = SnapshotEncoder::new(shard, shards, epoch, max_fence);
+    for rec in records {
+        encoder.push(&rec.borrowed());
+    }
+    encoder.finish()
+}
