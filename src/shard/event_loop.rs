@@ -58,9 +58,13 @@ enum Ack {
     External { index: usize },
 }
 
-/// The reply to a change the log could not store. The change was taken back.
-const IOERR: Reply =
-    Reply::error("IOERR the change could not be written to the log and was not made");
+/// The reply to a change the log could not store, and to every reply that may have seen it.
+/// The change was taken back in memory; if its bytes reached the disk anyway and the server
+/// crashes before the log is rewritten, recovery may still bring it back, so the outcome is
+/// unknown, as after a lost reply.
+const IOERR: Reply = Reply::error(
+    "IOERR the log could not be written: the change was taken back, but its outcome is unknown until the log is rewritten",
+);
 
 /// A reply to an outside caller, and the grant it carries (released if the caller has gone).
 type ExternalReply = (ReplyFn, Reply, Option<(Id, KeyBytes)>);
@@ -337,11 +341,11 @@ impl<C: Clock> Shard<C> {
                 External::Shutdown => self.stopping = true,
                 External::Command { cmd, done } => {
                     let slot = self.core.parked_external.vacant_key() as u64;
-                    let (reply, wrote) = self.core.apply_local(cmd, Origin::External(slot));
+                    let (reply, unlogged) = self.core.apply_local(cmd, Origin::External(slot));
                     if matches!(reply, Reply::Parked) {
                         self.core.parked_external.insert(done);
                     } else {
-                        if wrote {
+                        if unlogged {
                             let index = self.core.external_replies.len();
                             self.core.acks.push(Ack::External { index });
                         }
@@ -388,9 +392,9 @@ impl<C: Clock> Shard<C> {
                         conn,
                         seq,
                     };
-                    let (reply, wrote) = self.core.apply_local(cmd, origin);
+                    let (reply, unlogged) = self.core.apply_local(cmd, origin);
                     if !matches!(reply, Reply::Parked) {
-                        if wrote {
+                        if unlogged {
                             let index = self.core.mesh.queued(from);
                             self.core.acks.push(Ack::Remote { shard: from, index });
                         }
@@ -527,15 +531,16 @@ impl Core {
     }
 
     /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the reply
-    /// and whether the command changed the table (so its reply waits for the log).
+    /// and whether it depends on changes not yet in the log: the command's own, or any earlier
+    /// one of this iteration that it may have seen (a refusal, a STATUS). Such a reply must not
+    /// leave if the log cannot take this iteration's records.
     fn apply_local(&mut self, cmd: Command, origin: Origin) -> (Reply, bool) {
         if cmd.is_write() && self.log.is_failed() {
             return (IOERR, false);
         }
-        let before = self.records.len();
         let (table, mut ctx) = self.table_and_ctx(origin);
         let reply = cmd.apply(table, &mut ctx);
-        (reply, self.records.len() > before)
+        (reply, !self.records.is_empty())
     }
 
     /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
@@ -714,9 +719,9 @@ impl Core {
                         (Reply::Parked, _) => {
                             conn.output.push_pending(protocol);
                         }
-                        (reply, wrote) => {
+                        (reply, unlogged) => {
                             conn.push(reply, protocol);
-                            if wrote {
+                            if unlogged {
                                 self.acks.push(Ack::Local {
                                     slot: cref.slot,
                                     conn_id: cref.conn_id,

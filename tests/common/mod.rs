@@ -9,7 +9,7 @@
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -50,6 +50,8 @@ pub struct Server {
     pub dir: PathBuf,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// Leave `dir` in place on drop (servers started on a given directory).
+    keep_dir: bool,
 }
 
 impl Server {
@@ -85,6 +87,7 @@ impl Server {
             dir,
             child,
             log,
+            keep_dir: false,
         };
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -219,7 +222,9 @@ impl Drop for Server {
         if thread::panicking() {
             eprintln!("{}", self.log_text());
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -808,4 +813,172 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------
+// Restarts on one data directory, kills and signals (durability tests)
+// ---------------------------------------------------------------------------
+
+/// A fresh, empty data directory that outlives the servers started on it with
+/// [`Server::start_in`]; removed when dropped.
+pub struct DataDir {
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        let path = unique_temp_dir();
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create data dir {}: {e}", path.display()));
+        DataDir { path }
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A server that exited before it reported its RESP address.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout and stderr.
+    pub output: String,
+}
+
+impl Server {
+    /// Starts the server with `--port 0 --http-port 0 --dir <dir>` followed by `extra_args`
+    /// and waits until it reports its RESP address. The directory is left in place when
+    /// the server is dropped, so another server can start on it.
+    pub fn start_in(dir: &Path, extra_args: &[&str]) -> Server {
+        Server::try_start_in(dir, extra_args).unwrap_or_else(|f| {
+            panic!(
+                "token-server {extra_args:?} on {} exited with {} before it was ready\n{}",
+                dir.display(),
+                f.status,
+                f.output
+            )
+        })
+    }
+
+    /// [`Server::start_in`], returning the exit status and output of a server that exits
+    /// before it is ready instead of panicking.
+    pub fn try_start_in(dir: &Path, extra_args: &[&str]) -> Result<Server, StartFailure> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_token-server"));
+        command
+            .args(["--port", "0", "--http-port", "0", "--dir"])
+            .arg(dir)
+            .args(extra_args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("failed to spawn token-server");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        spawn_drain("stdout", stdout, tx.clone(), Arc::clone(&log));
+        spawn_drain("stderr", stderr, tx, Arc::clone(&log));
+        let mut server = Server {
+            resp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: dir.to_path_buf(),
+            child,
+            log,
+            keep_dir: true,
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut exited: Option<(ExitStatus, Instant)> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(addr) => {
+                    server.resp_addr = addr;
+                    server.http_addr = server.wait_http_addr(deadline);
+                    return Ok(server);
+                }
+                // Both output pipes are closed: all the output is in.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = match exited {
+                        Some((status, _)) => status,
+                        None => server.child.wait().expect("wait for token-server"),
+                    };
+                    return Err(StartFailure {
+                        status,
+                        output: server.log_text(),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if exited.is_none()
+                && let Ok(Some(status)) = server.child.try_wait()
+            {
+                exited = Some((status, Instant::now()));
+            }
+            // An exited server whose pipes stay open (never expected): give up on the rest.
+            if let Some((status, at)) = exited
+                && at.elapsed() > Duration::from_secs(5)
+            {
+                return Err(StartFailure {
+                    status,
+                    output: server.log_text(),
+                });
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "token-server {extra_args:?} did not print `{LISTEN_MARKER}` within {STARTUP_TIMEOUT:?}\n{}",
+                    server.log_text()
+                );
+            }
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL (`Child::kill` on Unix) and reaps it.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "token-server had already exited with {status} before the kill\n{}",
+                self.log_text()
+            );
+        }
+        self.child.kill().expect("SIGKILL token-server");
+        self.child.wait().expect("reap token-server")
+    }
+
+    /// Sends SIGTERM (with the `kill` program) and waits up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {} failed: {sent}", self.pid());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for token-server") {
+                // Let the drain threads collect the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "token-server did not exit within {timeout:?} of SIGTERM\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether any output line so far contains `needle`.
+    pub fn output_contains(&self, needle: &str) -> bool {
+        let lines = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().any(|l| l.contains(needle))
+    }
 }
