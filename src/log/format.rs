@@ -55,6 +55,20 @@ pub enum HeaderError {
     Unsupported(u32),
 }
 
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Bad(why) => f.write_str(why),
+            HeaderError::Unsupported(v) => {
+                write!(
+                    f,
+                    "format version {v}, this server reads version {FORMAT_VERSION}"
+                )
+            }
+        }
+    }
+}
+
 impl FileHeader {
     /// The header of a file that supersedes nothing (a log created by appending).
     pub fn plain(shard: usize) -> FileHeader {

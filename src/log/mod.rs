@@ -2,12 +2,12 @@
 //!
 //! Layout under `--dir`:
 //! - `LOCK`: held (advisory `flock`) by the running server; see [`dir_lock`].
-//! - `shard-<n>/appendonly.log`: shard `n`'s log; see [`format`] and `docs/LOG_FORMAT.md`.
+//! - `shard-<n>/appendonly.log`: shard `n`'s log; see [`format`](mod@format) and `docs/LOG_FORMAT.md`.
 //! - `shard-<n>/appendonly.log.rewrite`: a rewrite in progress; never read, removed at start.
 //!
 //! Modules:
 //! - [`record`]: what is logged — assignments of an id's whole state, and markers.
-//! - [`format`] and [`codec`]: the bytes on disk.
+//! - [`format`](mod@format) and [`codec`]: the bytes on disk.
 //! - [`storage`]: the file-system seam, with a fault-injecting in-memory disk for tests.
 //! - [`writer`]: a shard's open log — group-committed appends and background rewrites.
 //! - [`recovery`]: rebuilding every shard's table from all logs at start-up.

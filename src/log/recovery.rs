@@ -3,7 +3,7 @@
 //! Invariants:
 //! - Every `shard-<n>/appendonly.log` is read, including shards beyond the current count, and
 //!   each live id is routed by the *current* [`crate::shard::shard_for`]; ordering between
-//!   files follows epochs (see [`super::replay`]), so the file order does not matter.
+//!   files follows epochs (see `replay.rs`), so the order files are read in does not matter.
 //! - A torn tail (the last, unfinished write before a crash) is cut off the file, so the next
 //!   append lands after valid data, and reported. Damage before the tail stops recovery with
 //!   the file and byte offset, unless `repair` is set: then the file is cut there and the cut

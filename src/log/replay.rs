@@ -16,8 +16,6 @@
 //!   superseded records are skipped.
 //! - Fences are counted from every record, superseded or not: fences never go backwards.
 
-use std::hash::BuildHasher;
-
 use ahash::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -28,12 +26,11 @@ use super::record::LogRecord;
 use crate::protocol::KeyBytes;
 use crate::shard::shard_for;
 
-/// One id in the table. Its hash and shard are computed once, while the id's bytes are still
-/// in the read buffer, so neither growing the table nor routing at the end reads the id again
-/// (with millions of ids, each such read is a cache miss).
+/// One tracked id. Its shard is computed once, while the id's bytes are still in the read
+/// buffer, so routing at the end never reads the id again (with millions of ids, each such
+/// read is a cache miss).
 #[derive(Debug)]
 struct Tracked {
-    hash: u64,
     id: Box<[u8]>,
     shard: usize,
     slot: Slot,
@@ -108,9 +105,14 @@ impl Coverage {
 }
 
 /// Folds records into per-id state.
+///
+/// Ids live in a vector in order of first appearance (new ids are appended: sequential
+/// writes); the hash table holds only `(hash, position)`, 16 bytes per id, so the randomly
+/// accessed memory stays small and growing the table never touches the ids.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
-    ids: HashTable<Tracked>,
+    index: HashTable<(u64, usize)>,
+    ids: Vec<Tracked>,
     shards: usize,
     hasher: RandomState,
     coverage: Coverage,
@@ -185,44 +187,49 @@ impl Replay {
         }
     }
 
-    /// The table entry of `id`, found by its hash.
-    fn entry(&mut self, id: &[u8]) -> (u64, Entry<'_, Tracked>) {
+    /// The slot of `id`, tracking it (unassigned, epoch 0) if it is new.
+    fn slot(&mut self, id: &[u8]) -> Option<&mut Slot> {
         let hash = self.hasher.hash_one(id);
-        let entry = self
-            .ids
-            .entry(hash, |t| t.hash == hash && *t.id == *id, |t| t.hash);
-        (hash, entry)
+        let ids = &self.ids;
+        let found = self.index.entry(
+            hash,
+            |&(h, at)| h == hash && ids.get(at).is_some_and(|t| *t.id == *id),
+            |&(h, _)| h,
+        );
+        let at = match found {
+            Entry::Occupied(o) => o.get().1,
+            Entry::Vacant(v) => {
+                let at = self.ids.len();
+                v.insert((hash, at));
+                self.ids.push(Tracked {
+                    id: id.into(),
+                    shard: shard_for(id, self.shards),
+                    slot: Slot {
+                        epoch: 0,
+                        state: SlotState::Unassigned,
+                        renew: None,
+                    },
+                });
+                at
+            }
+        };
+        self.ids.get_mut(at).map(|t| &mut t.slot)
     }
 
     fn assign(&mut self, id: &[u8], epoch: u64, state: impl FnOnce() -> SlotState) {
         if self.coverage.superseded(id, epoch) {
             return;
         }
-        let shards = self.shards;
-        match self.entry(id) {
-            (_, Entry::Occupied(o)) => {
-                let slot = &mut o.into_mut().slot;
-                if epoch < slot.epoch {
-                    return;
-                }
-                slot.epoch = epoch;
-                slot.state = state();
-                if slot.renew.is_some_and(|(renewed, _)| renewed <= epoch) {
-                    slot.renew = None;
-                }
-            }
-            (hash, Entry::Vacant(v)) => {
-                v.insert(Tracked {
-                    hash,
-                    id: id.into(),
-                    shard: shard_for(id, shards),
-                    slot: Slot {
-                        epoch,
-                        state: state(),
-                        renew: None,
-                    },
-                });
-            }
+        let Some(slot) = self.slot(id) else {
+            return;
+        };
+        if epoch < slot.epoch {
+            return;
+        }
+        slot.epoch = epoch;
+        slot.state = state();
+        if slot.renew.is_some_and(|(renewed, _)| renewed <= epoch) {
+            slot.renew = None;
         }
     }
 
@@ -230,26 +237,11 @@ impl Replay {
         if self.coverage.superseded(id, epoch) {
             return;
         }
-        let shards = self.shards;
-        match self.entry(id) {
-            (_, Entry::Occupied(o)) => {
-                let slot = &mut o.into_mut().slot;
-                if epoch >= slot.epoch && slot.renew.is_none_or(|(renewed, _)| epoch >= renewed) {
-                    slot.renew = Some((epoch, deadline_ms));
-                }
-            }
-            (hash, Entry::Vacant(v)) => {
-                v.insert(Tracked {
-                    hash,
-                    id: id.into(),
-                    shard: shard_for(id, shards),
-                    slot: Slot {
-                        epoch: 0,
-                        state: SlotState::Unassigned,
-                        renew: Some((epoch, deadline_ms)),
-                    },
-                });
-            }
+        let Some(slot) = self.slot(id) else {
+            return;
+        };
+        if epoch >= slot.epoch && slot.renew.is_none_or(|(renewed, _)| epoch >= renewed) {
+            slot.renew = Some((epoch, deadline_ms));
         }
     }
 

@@ -13,6 +13,8 @@
 //!   point leaves one complete log under the name: the old one or the new one.
 //! - Nothing is appended to the new file before the directory sync succeeds: a record in it
 //!   could otherwise be lost with the rename.
+//! - The new file holds exactly what the caller's table holds: a batch whose flush failed (and
+//!   which the caller takes back) is left out of it too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +58,8 @@ struct Rewrite {
     /// Bytes at the front of the append buffer that were appended before the rewrite began
     /// and have not been written since (they are in the snapshot already).
     pre_begin: usize,
+    /// A failed flush took back records the snapshot holds: the rewrite must not be used.
+    abandoned: bool,
     started: Instant,
 }
 
@@ -65,6 +69,7 @@ impl fmt::Debug for Rewrite {
             .field("snapshot_len", &self.snapshot_len)
             .field("tail_len", &self.tail.len())
             .field("pre_begin", &self.pre_begin)
+            .field("abandoned", &self.abandoned)
             .finish_non_exhaustive()
     }
 }
@@ -165,26 +170,45 @@ impl ShardLog {
     }
 
     /// Writes the buffer to the file, then fdatasyncs if `sync` (also when earlier flushes
-    /// left written bytes unsynced). On error the log is failed: buffered records are
-    /// dropped (answer their commands with an error), the file may end in a torn record,
-    /// and every later flush or sync fails without writing until a rewrite succeeds.
+    /// left written bytes unsynced). The buffer is empty afterwards, ok or not.
+    ///
+    /// On error the log is failed: the file may end in a torn record, and every later flush
+    /// or sync fails without writing until a rewrite succeeds. The caller answers the batch's
+    /// commands with an error and takes their effects back from its table; to match, the
+    /// batch is also dropped from a running rewrite. (A rewrite whose snapshot already holds
+    /// records of the failed batch, appended before it began, is abandoned.) The batch may
+    /// still be in the old file, so a crash before the next rewrite can bring it back: a
+    /// failed command's outcome is unknown.
     pub fn flush(&mut self, sync: bool) -> io::Result<()> {
+        let result = self.write_batch(sync);
+        match result {
+            Ok(()) => self.clear_buffer(),
+            Err(_) => {
+                self.failed = true;
+                self.forget_batch();
+            }
+        }
+        result
+    }
+
+    fn write_batch(&mut self, sync: bool) -> io::Result<()> {
         if self.failed {
-            self.drop_pending();
             return Err(failed_error());
         }
         if !self.buf.is_empty() {
-            let written = self.file.write_all(&self.buf);
-            let len = self.buf.len() as u64;
-            self.drop_pending();
-            if let Err(e) = written {
-                self.failed = true;
-                return Err(with_path(e, "writing", &self.path));
-            }
-            self.file_len += len;
+            self.file
+                .write_all(&self.buf)
+                .map_err(|e| with_path(e, "writing", &self.path))?;
+            self.file_len += self.buf.len() as u64;
             self.unsynced = true;
         }
-        if sync { self.sync() } else { Ok(()) }
+        if sync && self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(|e| with_path(e, "syncing", &self.path))?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     /// fdatasyncs what earlier flushes wrote, without writing (for `everysec`). A failure
@@ -250,6 +274,7 @@ impl ShardLog {
             snapshot_len,
             tail: Vec::new(),
             pre_begin: self.buf.len(),
+            abandoned: false,
             started: Instant::now(),
         });
         Ok(())
@@ -274,12 +299,19 @@ impl ShardLog {
             snapshot_len,
             tail,
             pre_begin,
+            abandoned,
             started,
         } = rewrite;
         let written = worker
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")));
         let file = match written {
+            Ok(_) if abandoned => {
+                self.discard_rewrite_file();
+                return Some(Err(io::Error::other(
+                    "log rewrite abandoned: its snapshot holds records whose flush failed",
+                )));
+            }
             Ok(file) => file,
             Err(e) => {
                 self.discard_rewrite_file();
@@ -343,7 +375,8 @@ impl ShardLog {
         }
     }
 
-    fn drop_pending(&mut self) {
+    /// Empties the buffer after its records were written.
+    fn clear_buffer(&mut self) {
         self.buf.clear();
         if self.buf.capacity() > BUFFER_SHRINK {
             self.buf = Vec::with_capacity(BUFFER_CAPACITY);
@@ -353,11 +386,36 @@ impl ShardLog {
         }
     }
 
+    /// Drops the buffered batch after a failed flush, from the running rewrite too.
+    fn forget_batch(&mut self) {
+        if let Some(rewrite) = &mut self.rewrite {
+            let since_begin = self.buf.len().saturating_sub(rewrite.pre_begin);
+            rewrite
+                .tail
+                .truncate(rewrite.tail.len().saturating_sub(since_begin));
+            if rewrite.pre_begin > 0 {
+                rewrite.abandoned = true;
+            }
+        }
+        self.clear_buffer();
+    }
+
     fn discard_rewrite_file(&self) {
         if let Err(e) = self.storage.remove_file(&self.rewrite_path)
             && e.kind() != io::ErrorKind::NotFound
         {
             tracing::warn!(path = %self.rewrite_path.display(), error = %e, "could not remove a failed log rewrite");
+        }
+    }
+}
+
+impl Drop for ShardLog {
+    /// Waits for a running rewrite's background write and removes its file, so that no
+    /// thread is still writing `appendonly.log.rewrite` when the shard's log is opened again.
+    fn drop(&mut self) {
+        if let Some(rewrite) = self.rewrite.take() {
+            let _ = rewrite.worker.join();
+            self.discard_rewrite_file();
         }
     }
 }
@@ -373,7 +431,7 @@ fn check_existing_header(storage: &dyn Storage, path: &Path) -> io::Result<()> {
     FileHeader::decode(&head).map(|_| ()).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{}: not a valid log header ({e:?})", path.display()),
+            format!("{}: not a valid log header: {e}", path.display()),
         )
     })
 }

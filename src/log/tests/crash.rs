@@ -1,6 +1,6 @@
 //! Crashes and faults at every step of a run that rewrites its log: whatever happens, recovery
-//! gives the state after some prefix of the appended records that contains every record
-//! acknowledged as durable.
+//! gives exactly the acknowledged state, or that state plus part of a batch whose flush failed
+//! last (its outcome was reported as unknown).
 
 use super::super::storage::CrashTail;
 use super::*;
@@ -32,45 +32,57 @@ fn workload(n: usize) -> Vec<LogRecord> {
     out
 }
 
-/// What a scenario appended and what it was told is durable.
+/// What a scenario committed, and the batches whose flush failed.
 #[derive(Default)]
 struct Outcome {
-    appended: Vec<LogRecord>,
-    acked: usize,
+    /// The state recovered at the start of the run.
+    base: Model,
+    /// Records of batches whose `flush(true)` succeeded, in order: all acknowledged.
+    committed: Vec<LogRecord>,
+    /// Failed batches, each with the number of committed records before it. The table took
+    /// them back, but they may have reached the file.
+    failed: Vec<(usize, Vec<LogRecord>)>,
 }
 
 /// The loop's behaviour, in miniature: batches of appends, each committed with
-/// `flush(true)`; a rewrite begun mid-way with more batches while it runs; after a failed
-/// flush, a rewrite from the table. Stops at the first error once the disk has crashed.
+/// `flush(true)` or taken back from the table if that fails; a rewrite begun mid-way (with a
+/// batch still buffered) with more batches while it runs; after a failed flush, a rewrite
+/// from the table. Stops at the first error once the disk has crashed.
 fn scenario(storage: &Arc<dyn Storage>, disk: &FaultyStorage, records: &[LogRecord]) -> Outcome {
     let mut out = Outcome::default();
     let Ok(recovered) = recover(&**storage, &dir(), 1, false) else {
         return out;
     };
     let epoch = recovered.epoch;
+    for rec in recovered.shards.iter().flatten() {
+        out.base.apply(rec);
+    }
     let Ok(mut log) = ShardLog::open(Arc::clone(storage), &dir(), 0, epoch) else {
         return out;
     };
-    let mut model = Model::default();
+    // The table: the recovered state, committed records, and the batch being built.
+    let mut table = out.base.clone();
     let batches: Vec<&[LogRecord]> = records.chunks(4).collect();
     for (n, batch) in batches.iter().enumerate() {
         for rec in *batch {
             log.append(rec);
-            model.apply(rec);
-            out.appended.push(rec.clone());
+            table.apply(rec);
         }
-        // Begin a rewrite with this batch still buffered (it is in the snapshot).
         let rewrite_now = n == 3 || (log.is_failed() && !log.rewrite_in_progress());
         if rewrite_now {
-            let snapshot = encode_snapshot(model.shard(0, 1), 0, 1, epoch, model.max_fence);
+            let snapshot = encode_snapshot(table.shard(0, 1), 0, 1, epoch, table.max_fence);
             if log.begin_rewrite(snapshot).is_err() && disk.is_crashed() {
                 break;
             }
         }
         if log.flush(true).is_ok() {
-            out.acked = out.appended.len();
-        } else if disk.is_crashed() {
-            break;
+            out.committed.extend_from_slice(batch);
+        } else {
+            out.failed.push((out.committed.len(), batch.to_vec()));
+            table = out.after_committed();
+            if disk.is_crashed() {
+                break;
+            }
         }
         if n == 5 || n == batches.len() - 1 {
             let _ = finish_rewrite_if_running(&mut log);
@@ -85,35 +97,56 @@ fn scenario(storage: &Arc<dyn Storage>, disk: &FaultyStorage, records: &[LogReco
     out
 }
 
+impl Outcome {
+    fn after_committed(&self) -> Model {
+        let mut m = self.base.clone();
+        self.committed.iter().for_each(|r| m.apply(r));
+        m
+    }
+}
+
 fn finish_rewrite_if_running(log: &mut ShardLog) -> Option<std::io::Result<()>> {
     log.rewrite_in_progress()
         .then(|| finish_rewrite(log).map(|_| ()))
 }
 
-/// Recovery must succeed and give a prefix state no shorter than what was acknowledged.
+/// Recovery must succeed and give exactly the committed state, or that state followed by a
+/// prefix of a batch that failed after the last commit (it may have reached the file).
 fn check(disk: &FaultyStorage, out: &Outcome, what: &str) {
     let recovered = match recover(disk, &dir(), 1, false) {
         Ok(r) => r,
         Err(e) => panic!("{what}: recovery failed: {e}"),
     };
     let state = state_of(&recovered);
-    let ok =
-        (out.acked..=out.appended.len()).any(|p| Model::after(&out.appended[..p]).ids == state);
+    let committed = out.after_committed();
+    let limbo = out
+        .failed
+        .iter()
+        .filter(|(before, _)| *before == out.committed.len())
+        .any(|(_, batch)| {
+            (0..=batch.len()).any(|k| {
+                let mut m = committed.clone();
+                batch[..k].iter().for_each(|r| m.apply(r));
+                m.ids == state
+            })
+        });
     assert!(
-        ok,
-        "{what}: state is not a prefix of >= {} of {} records",
-        out.acked,
-        out.appended.len()
+        committed.ids == state || limbo,
+        "{what}: recovered state is not the committed one ({} records, {} failed batches)",
+        out.committed.len(),
+        out.failed.len()
     );
-    let fence = Model::after(&out.appended[..out.acked]).max_fence;
-    assert!(recovered.max_fence >= fence, "{what}: fence went back");
+    assert!(
+        recovered.max_fence >= committed.max_fence,
+        "{what}: fence went back"
+    );
 }
 
 /// Ops of one clean run of the scenario, to bound the crash points.
 fn clean_ops(records: &[LogRecord]) -> u64 {
     let (disk, shared) = disk();
     let out = scenario(&shared, &disk, records);
-    assert_eq!(out.acked, records.len());
+    assert_eq!(out.committed.len(), records.len());
     disk.crash(CrashTail::Drop);
     check(&disk, &out, "clean run");
     disk.ops()
@@ -138,7 +171,7 @@ fn crash_at_every_operation_of_a_run_with_a_rewrite() {
             // And the next run starts from there without losing anything either.
             let again = scenario(&shared, &disk, &records);
             disk.crash(CrashTail::Drop);
-            assert_eq!(again.acked, records.len());
+            assert_eq!(again.committed.len(), records.len());
             check(&disk, &again, &format!("run after crash at op {point}"));
         }
     }
