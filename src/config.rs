@@ -1,13 +1,21 @@
-//! Command-line and config-file settings.
+//! Command-line, environment and config-file settings.
 //!
-//! Every setting is a long flag. A TOML file given with `--config FILE` uses the same names as
-//! keys (`port = 6409`, `appendfsync = "always"`); its values are applied first and flags on the
-//! command line override them. Unknown keys and bad values are errors that name the key.
+//! Every setting is a long flag, an environment variable `TOKEN_SERVER_<FLAG>` and a key of the
+//! TOML file given with `--config FILE` (`port = 6409`, `appendfsync = "always"`). Precedence:
+//! flags, then the environment, then the file, then the defaults ([`load`] keeps it). Unknown
+//! keys and bad values are errors that name the key or the variable. `--check-config` prints
+//! the result ([`show`]) with the password hidden.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+
+pub mod load;
+pub mod security;
+pub mod show;
+
+pub use security::{Security, TlsAuthClients};
 
 /// When the append-only log is synced to disk, with Redis's meanings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -59,11 +67,14 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = AppendFsync::Always)]
     pub appendfsync: AppendFsync,
 
-    /// Password clients must give with AUTH (or HELLO ... AUTH).
-    #[arg(long)]
+    /// Password clients must give with AUTH (or HELLO ... AUTH), and HTTP clients as
+    /// `Authorization: Bearer`. Prefer TOKEN_SERVER_PASSWORD or --requirepass-file: a flag
+    /// shows in `ps`.
+    #[arg(long, env = "TOKEN_SERVER_PASSWORD", hide_env_values = true)]
     pub requirepass: Option<String>,
 
-    /// TOML file with settings; keys are these flags' long names. Flags override it.
+    /// TOML file with settings; keys are these flags' long names. Flags and TOKEN_SERVER_*
+    /// variables override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
 
@@ -112,6 +123,46 @@ pub struct Config {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: tracing::Level,
+
+    /// Log line format: text (for people) or json (one object per line, for collectors).
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds a shutdown (SIGTERM, SIGINT, SHUTDOWN) may spend finishing in-flight commands
+    /// and HTTP requests before the server stops without waiting further.
+    #[arg(long = "shutdown-timeout", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub shutdown_timeout: u32,
+
+    /// Log commands that run at least this many microseconds in the slow log (SLOWLOG);
+    /// 0 logs every command, a negative value none (Redis's slowlog-log-slower-than).
+    #[arg(
+        long = "slowlog-log-slower-than",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
+    pub slowlog_log_slower_than: i64,
+
+    /// Most slow-log entries kept per shard; the oldest go first (slowlog-max-len).
+    #[arg(long = "slowlog-max-len", default_value_t = 128)]
+    pub slowlog_max_len: u32,
+
+    /// Learning mode: the fraction (0 to 1) of write requests that fail on purpose, half
+    /// refused before running (-TRYAGAIN, HTTP 503), half run and then their connection
+    /// dropped without the reply. 0 (the default) turns it off. Never in production.
+    #[arg(long = "chaos-rate", default_value_t = 0.0, value_parser = parse_rate)]
+    pub chaos_rate: f64,
+
+    /// Seed for chaos mode's random choices (each shard adds its number); default: from the OS.
+    #[arg(long = "chaos-seed")]
+    pub chaos_seed: Option<u64>,
+
+    /// Check the settings, print them (the password hidden) and exit: 0 if they are valid.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+
+    /// Access, TLS and per-client limits (docs/SECURITY.md).
+    #[command(flatten)]
+    pub security: Security,
 }
 
 impl Config {
@@ -132,56 +183,32 @@ impl Config {
         }
     }
 
-    /// Parses the process arguments, applying `--config FILE` beneath them.
+    /// Parses the process arguments over the `TOKEN_SERVER_*` environment and the
+    /// `--config FILE` beneath them ([`load::load`]).
     pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-        let first = Config::try_parse_from(&args)?;
-        let Some(path) = first.config.clone() else {
-            return Ok(first);
-        };
-        let file_args = file_arguments(&path)
-            .map_err(|msg| clap::Error::raw(clap::error::ErrorKind::InvalidValue, msg))?;
-        let mut merged = Vec::with_capacity(args.len() + file_args.len());
-        merged.extend(args.first().cloned());
-        merged.extend(file_args.into_iter().map(Into::into));
-        merged.extend(args.into_iter().skip(1));
-        Config::try_parse_from(merged)
+        load::load(args).map(|l| l.config)
     }
 }
 
-/// Reads a TOML settings file into `--key=value` arguments.
-fn file_arguments(path: &std::path::Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}\n", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("config file {}: {e}\n", path.display()))?;
-    let mut out = Vec::new();
-    for (key, value) in table {
-        if key == "config" {
-            return Err(format!(
-                "config file {}: key 'config' cannot be set from a file\n",
-                path.display()
-            ));
-        }
-        let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => if b { "yes" } else { "no" }.to_string(),
-            other => {
-                return Err(format!(
-                    "config file {}: key '{key}' has an unsupported value {other}\n",
-                    path.display()
-                ));
-            }
-        };
-        out.push(format!("--{key}={value}"));
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses a fraction from 0 to 1.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a fraction from 0 to 1, got '{text}'")),
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,15 +1,22 @@
 //! What every thread may read about the running server: its configuration and counters.
 //!
 //! Counters are atomics written by exactly one thread each (a shard publishes its own figures
-//! once per loop iteration), so `INFO` and `DBSIZE` read them from any thread without touching
-//! table data or taking a lock.
+//! once per loop iteration, or bumps its own per-command cells as it runs commands), so `INFO`,
+//! `DBSIZE` and `/metrics` read them from any thread without touching table data or taking a
+//! lock. The one lock here guards a shard's slow-log ring, which only slow commands and
+//! `SLOWLOG` touch.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::command::CommandLimits;
 use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::commands::CommandStats;
+use crate::metrics::histogram::Histogram;
+use crate::metrics::http::HttpStats;
+use crate::metrics::slowlog::SlowLog;
 
 /// Figures one shard publishes for the others.
 #[derive(Debug, Default)]
@@ -38,6 +45,22 @@ pub struct ShardStats {
     pub log_errors: AtomicU64,
     /// 1 while the log cannot be written (writes get -IOERR).
     pub log_failed: AtomicU64,
+    /// Calls by command and outcome, and execution times, of the commands this shard ran.
+    pub commands: CommandStats,
+    /// Time of each sync of this shard's log.
+    pub fsync: Histogram,
+    /// Messages this shard sent to other shards.
+    pub messages_sent: AtomicU64,
+    /// Messages this shard received from other shards.
+    pub messages_received: AtomicU64,
+    /// Requests chaos mode refused before running them.
+    pub chaos_refused: AtomicU64,
+    /// Requests chaos mode ran and then dropped the connection of, without the reply.
+    pub chaos_dropped: AtomicU64,
+    /// The slow commands this shard ran.
+    pub slowlog: SlowLog,
+    /// Where this shard stands in a shutdown ([`crate::lifecycle::DrainState`]).
+    pub drain: AtomicU8,
 }
 
 /// Totals over all shards, as `INFO` reports them.
@@ -93,12 +116,19 @@ pub struct ServerContext {
     pub rejected_connections: AtomicU64,
     /// The last fencing token handed out, on any shard.
     pub fences: AtomicU64,
+    /// The HTTP adapter's figures.
+    pub http: HttpStats,
+    /// The shutdown switch.
+    pub lifecycle: Lifecycle,
+    /// The id of the next slow-log entry, on any shard.
+    pub slowlog_ids: AtomicU64,
     next_client_id: AtomicU64,
 }
 
 impl ServerContext {
     /// A context for `shards` shards.
     pub fn new(config: Config, resp_addr: SocketAddr, shards: usize) -> Self {
+        let config_timeout = config.shutdown_timeout;
         ServerContext {
             limits: CommandLimits {
                 max_id_len: config.max_id_len as usize,
@@ -113,8 +143,21 @@ impl ServerContext {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             fences: AtomicU64::new(0),
+            http: HttpStats::default(),
+            lifecycle: Lifecycle::new(Duration::from_secs(u64::from(config_timeout))),
+            slowlog_ids: AtomicU64::new(0),
             next_client_id: AtomicU64::new(1),
         }
+    }
+
+    /// Whether the server is ready for traffic (`/ready`): recovery is done (it finishes
+    /// before the server listens), no shard's log has failed, and no shutdown is under way.
+    pub fn is_ready(&self) -> bool {
+        !self.lifecycle.is_stopping()
+            && self
+                .shards
+                .iter()
+                .all(|s| s.log_failed.load(Ordering::Relaxed) == 0)
     }
 
     /// A fresh client id, unique for the life of the process (CLIENT ID).

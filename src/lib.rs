@@ -11,6 +11,8 @@
 //! - [`net`]: accepting connections and buffering their bytes.
 //! - [`http`]: the HTTP adapter; turns requests into the same commands and sends them to shards.
 //! - [`config`], [`context`], [`clock`], [`keys`]: settings, shared counters, time, keys.
+//! - [`metrics`]: per-command figures, histograms, the slow log, `/metrics`.
+//! - [`lifecycle`]: the shutdown switch every thread hears.
 //! - [`server`]: wires it together and starts the threads.
 #![warn(missing_docs)]
 
@@ -20,7 +22,9 @@ pub mod config;
 pub mod context;
 pub mod http;
 pub mod keys;
+pub mod lifecycle;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod server;

@@ -22,7 +22,7 @@ use crate::log::{
     DirLock, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog, Storage, lock_dir, parse_shard_dir,
     recover, shard_dir,
 };
-use crate::net::acceptor;
+use crate::net::{acceptor, tls};
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
 use crate::shard::mesh::{self, Inbox};
 use crate::shard::table::LockTable;
@@ -33,6 +33,10 @@ pub struct Running {
     pub resp_addr: SocketAddr,
     /// The bound HTTP address.
     pub http_addr: SocketAddr,
+    /// The bound RESP-over-TLS address, with `--tls-port`.
+    pub tls_addr: Option<SocketAddr>,
+    /// The bound HTTPS address, with `--tls-http-port`.
+    pub tls_http_addr: Option<SocketAddr>,
     /// The shared context.
     pub ctx: Arc<ServerContext>,
     /// How outside threads reach each shard.
@@ -45,9 +49,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Asks every shard to finish its current loop iteration, make its log durable and stop.
+    /// Stops the server as SIGTERM does (see [`crate::lifecycle`]).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.inboxes.clone())
+        ShutdownHandle(self.ctx.clone())
     }
 
     /// Waits for the shard threads to stop; returns the first error any of them stopped with.
@@ -67,14 +71,15 @@ impl Running {
 
 /// Stops a running server from another thread (a signal handler, a test).
 #[derive(Clone, Debug)]
-pub struct ShutdownHandle(Vec<Inbox>);
+pub struct ShutdownHandle(Arc<ServerContext>);
 
 impl ShutdownHandle {
-    /// Sends every shard the order to stop.
+    /// Starts a shutdown: no new connections, in-flight commands finish, logs are synced, and
+    /// the shard threads stop ([`Running::wait`] returns).
     pub fn shutdown(&self) {
-        for inbox in &self.0 {
-            let _ = inbox.send(crate::shard::mesh::External::Shutdown);
-        }
+        self.0
+            .lifecycle
+            .request_shutdown("shutdown requested in-process");
     }
 }
 
@@ -92,6 +97,9 @@ pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Resu
     let resp_addr = listener.local_addr()?;
     let http_listener = bind(&config, config.http_port)?;
     let http_addr = http_listener.local_addr()?;
+    let tls = bind_tls(&config)?;
+    let tls_addr = tls.resp.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+    let tls_http_addr = tls.http.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let mut ctx = ServerContext::new(config, resp_addr, shards);
     ctx.http_addr = http_addr;
     ctx.fences.store(recovered.max_fence, Ordering::Relaxed);
@@ -105,6 +113,11 @@ pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Resu
         polls.push(poll);
     }
     let (endpoints, inboxes) = mesh::build(wakers);
+    let mut resp_listeners = vec![listener.try_clone()?];
+    if let Some((l, _)) = &tls.resp {
+        resp_listeners.push(l.try_clone()?);
+    }
+    ctx.lifecycle.attach(inboxes.clone(), resp_listeners);
 
     let mut threads = Vec::with_capacity(shards);
     let mut edge_threads = Vec::with_capacity(2);
@@ -124,25 +137,74 @@ pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Resu
         let ctx = ctx.clone();
         edge_threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(
             move || {
-                acceptor::run(listener, inboxes, ctx);
+                acceptor::run(listener, inboxes, ctx, None);
                 Ok(())
             },
         )?);
     }
-    edge_threads.push(crate::http::spawn(http_listener, inboxes.clone(), &ctx)?);
+    if let Some((listener, config)) = tls.resp {
+        let inboxes = inboxes.clone();
+        let ctx = ctx.clone();
+        edge_threads.push(
+            std::thread::Builder::new()
+                .name("tls-acceptor".into())
+                .spawn(move || {
+                    acceptor::run(listener, inboxes, ctx, Some(config));
+                    Ok(())
+                })?,
+        );
+    }
+    edge_threads.push(crate::http::spawn(
+        http_listener,
+        tls.http,
+        inboxes.clone(),
+        &ctx,
+    )?);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         shards,
+        resp = %resp_addr,
+        http = %http_addr,
         dir = %ctx.config.dir.display(),
         appendfsync = ctx.config.appendfsync.as_str(),
+        recovered_ids = recovered.live,
+        recovered_records = recovered.records,
+        recovery_ms = recovered.elapsed_ms,
         "token-server started"
     );
+    if ctx.config.chaos_rate > 0.0 {
+        warn!(
+            chaos_rate = ctx.config.chaos_rate,
+            "CHAOS MODE (learning mode): this server fails {:.1}% of write requests ON PURPOSE, \
+             refusing half (-TRYAGAIN, HTTP 503) and dropping the reply of the other half after \
+             running them. Never use it in production.",
+            ctx.config.chaos_rate * 100.0
+        );
+    }
     // HTTP first: the RESP line tells watchers that the whole server is up.
     info!("listening http={http_addr}");
+    if let Some(addr) = tls_http_addr {
+        info!("listening https={addr}");
+    }
+    if let Some(addr) = tls_addr {
+        info!("listening tls={addr}");
+    }
+    if ctx.config.security.protected_mode
+        && ctx.config.requirepass.is_none()
+        && !crate::net::access::is_loopback(ctx.config.bind)
+    {
+        warn!(
+            bind = %ctx.config.bind,
+            "protected mode: no password is set, so only loopback clients are accepted; \
+             set --requirepass-file (or TOKEN_SERVER_PASSWORD) or --protected-mode no"
+        );
+    }
     info!("listening resp={resp_addr}");
     Ok(Running {
         resp_addr,
         http_addr,
+        tls_addr,
+        tls_http_addr,
         ctx,
         inboxes,
         shard_threads: threads,
@@ -156,6 +218,12 @@ struct RecoveredShards {
     tables: Vec<LockTable>,
     logs: Vec<ShardLog>,
     max_fence: u64,
+    /// Ids held (locked or completed) after replay.
+    live: usize,
+    /// Log records replayed.
+    records: u64,
+    /// Time spent reading the logs.
+    elapsed_ms: u64,
 }
 
 /// Replays the logs under `--dir` into one table per shard, then rewrites every shard's log
@@ -224,6 +292,9 @@ fn recover_shards(
         tables,
         logs,
         max_fence: recovered.max_fence,
+        live,
+        records: report.records,
+        elapsed_ms: (report.elapsed.as_secs_f64() * 1000.0) as u64,
     })
 }
 
@@ -251,6 +322,29 @@ fn remove_stale_logs(storage: &dyn Storage, dir: &Path, shards: usize) -> io::Re
         info!(dir = %sdir.display(), "removed the log of a shard beyond --shards");
     }
     Ok(())
+}
+
+/// The TLS listeners `--tls-port` and `--tls-http-port` ask for, each with its settings.
+struct TlsListeners {
+    resp: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    http: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// Loads the certificates and binds the TLS listeners, if any are asked for.
+fn bind_tls(config: &Config) -> io::Result<TlsListeners> {
+    let security = &config.security;
+    let resp = match security.tls_port {
+        Some(port) => Some((bind(config, port)?, tls::server_config(security, &[])?)),
+        None => None,
+    };
+    let http = match security.tls_http_port {
+        Some(port) => Some((
+            bind(config, port)?,
+            tls::server_config(security, &[b"http/1.1"])?,
+        )),
+        None => None,
+    };
+    Ok(TlsListeners { resp, http })
 }
 
 /// Binds a listener on the configured address and `port`, naming both in the error.

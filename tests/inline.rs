@@ -151,6 +151,8 @@ fn nul_bytes_in_an_inline_line_do_not_hang_the_shard() {
     raw.send(b"\x00PING\x00\r\n");
     raw.expect_bytes(b"+PONG\r\n", "NUL as a separator");
     let mut other = server.connection(Proto::Resp2);
-    let pong: String = redis::cmd("PING").query(&mut other).expect("the shard still answers");
+    let pong: String = redis::cmd("PING")
+        .query(&mut other)
+        .expect("the shard still answers");
     assert_eq!(pong, "PONG");
 }

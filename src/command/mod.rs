@@ -152,6 +152,17 @@ impl Command {
         }
     }
 
+    /// Which command of the spec table this is.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::Lock(_) => CommandKind::Lock,
+            Command::Unlock(_) => CommandKind::Unlock,
+            Command::Complete(_) => CommandKind::Complete,
+            Command::Renew(_) => CommandKind::Renew,
+            Command::Status(_) => CommandKind::Status,
+        }
+    }
+
     /// Whether the command can change the table (and so may need the log).
     pub fn is_write(&self) -> bool {
         !matches!(self, Command::Status(_))

@@ -42,6 +42,29 @@ pub enum CommandKind {
     Quit,
     /// `RESET`
     Reset,
+    /// `SLOWLOG GET [count] | LEN | RESET | HELP`
+    Slowlog,
+    /// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`
+    Shutdown,
+}
+
+impl CommandKind {
+    /// The number of kinds: per-command counters are arrays of this size (plus one cell for
+    /// unknown commands).
+    pub const COUNT: usize = CommandKind::Shutdown as usize + 1;
+
+    /// This kind's position in per-command arrays, `0..COUNT`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The lowercase name of the command of this kind, from the spec table.
+    pub fn name(self) -> &'static str {
+        COMMANDS
+            .iter()
+            .find(|c| c.kind == self)
+            .map_or("unknown", |c| c.name)
+    }
 }
 
 /// One row of the spec table.
@@ -255,6 +278,26 @@ pub static COMMANDS: &[CommandSpec] = &[
         summary: "Resets the connection: RESP2, no name, not authenticated.",
         group: "connection",
     },
+    CommandSpec {
+        name: "slowlog",
+        arity: -2,
+        flags: &["admin"],
+        id_pos: None,
+        kind: CommandKind::Slowlog,
+        syntax: "GET [count] | LEN | RESET | HELP",
+        summary: "Reads or clears the log of commands slower than --slowlog-log-slower-than.",
+        group: "server",
+    },
+    CommandSpec {
+        name: "shutdown",
+        arity: -1,
+        flags: &["admin", "noscript", "loading", "stale"],
+        id_pos: None,
+        kind: CommandKind::Shutdown,
+        syntax: "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]",
+        summary: "Stops the server: finishes in-flight commands, syncs the logs, exits 0.",
+        group: "server",
+    },
 ];
 
 /// Finds a command by name, ignoring ASCII case, without allocating.
@@ -284,6 +327,16 @@ mod tests {
         let ping = lookup(b"ping").unwrap();
         assert!(ping.arity_ok(1) && ping.arity_ok(2));
         assert!(!lookup(b"auth").unwrap().arity_ok(1));
+    }
+
+    #[test]
+    fn every_kind_has_one_row() {
+        for c in COMMANDS {
+            assert!(c.kind.index() < CommandKind::COUNT, "{}", c.name);
+            assert_eq!(c.kind.name(), c.name);
+            assert_eq!(COMMANDS.iter().filter(|d| d.kind == c.kind).count(), 1);
+        }
+        assert_eq!(COMMANDS.len(), CommandKind::COUNT);
     }
 
     #[test]

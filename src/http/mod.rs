@@ -8,6 +8,11 @@
 //!
 //! Invariants:
 //! - No lock semantics live here: the shard decides, this module only names the outcome.
+//! - Every request passes the [`gate`] first: `Authorization: Bearer` with `--requirepass`,
+//!   protected mode without one; only the probes (`/health`, `/ready`) are always open.
+//! - With `--tls-http-port`, the same service is also served over TLS (rustls); the handshake
+//!   must finish within `--http-header-timeout` and counts against `--maxclients` like any
+//!   connection.
 //! - Nothing a client sends can panic the server or hold up another client: the request head is
 //!   capped at [`MAX_HEAD_BYTES`] (hyper answers 431 and closes), a head must arrive within
 //!   `--http-header-timeout` (otherwise the connection is closed without an answer; this also
@@ -18,27 +23,31 @@
 //!
 //! [`Command`]: crate::command::Command
 
+pub mod gate;
+pub mod probes;
 pub mod query;
 pub mod router;
 pub mod status;
 
-use std::convert::Infallible;
 use std::io;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::context::ServerContext;
 use crate::shard::mesh::Inbox;
 
+use self::gate::Gate;
 use self::router::Router;
 
 /// The largest request head (request line and headers) accepted, in bytes; over it the answer
@@ -56,14 +65,19 @@ connection: close\r\n\
 \r\n\
 busy";
 
-/// Starts serving HTTP on `listener`: builds the runtime, then runs the accept loop on a new
-/// thread named `http`. The returned handle ends only if the listener cannot be used.
+/// Starts serving HTTP on `listener`, and HTTPS on `tls` (a listener and its TLS settings)
+/// when given: builds the runtime, then runs the accept loops on a new thread named `http`.
+/// The returned handle ends only if a listener cannot be used.
 pub fn spawn(
     listener: TcpListener,
+    tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     inboxes: Vec<Inbox>,
-    ctx: &ServerContext,
+    ctx: &Arc<ServerContext>,
 ) -> io::Result<JoinHandle<io::Result<()>>> {
     listener.set_nonblocking(true)?;
+    if let Some((tls_listener, _)) = &tls {
+        tls_listener.set_nonblocking(true)?;
+    }
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_WORKER_THREADS);
@@ -84,18 +98,29 @@ pub fn spawn(
         // `pipeline_flush` stays off: with it, hyper 1.12 closes without sending its own
         // 400/431 answers to malformed or oversized heads.
         .keep_alive(true);
-    let server = HttpServer {
+    let server = Arc::new(HttpServer {
         router: Arc::new(Router {
             inboxes,
             limits: ctx.limits,
+            ctx: ctx.clone(),
         }),
         builder: Arc::new(builder),
         connections: Arc::new(Semaphore::new(ctx.config.maxclients as usize)),
         maxclients: ctx.config.maxclients,
-    };
+        gate: Arc::new(Gate::new(&ctx.config)),
+        handshake_timeout: Duration::from_secs(u64::from(ctx.config.http_header_timeout)),
+    });
     std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || runtime.block_on(server.accept_loop(listener)))
+        .spawn(move || {
+            runtime.block_on(async move {
+                if let Some((tls_listener, config)) = tls {
+                    let acceptor = TlsAcceptor::from(config);
+                    tokio::spawn(server.clone().accept_loop(tls_listener, Some(acceptor)));
+                }
+                server.accept_loop(listener, None).await
+            })
+        })
 }
 
 /// The accept loop's state.
@@ -105,15 +130,39 @@ struct HttpServer {
     /// One permit per connection being served.
     connections: Arc<Semaphore>,
     maxclients: u32,
+    /// Protected mode and the password.
+    gate: Arc<Gate>,
+    /// How long a TLS handshake may take.
+    handshake_timeout: Duration,
 }
 
 impl HttpServer {
-    /// Accepts connections forever, each served on its own task.
-    async fn accept_loop(self, listener: TcpListener) -> io::Result<()> {
+    /// Accepts connections forever, each served on its own task; over TLS with `tls`.
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let http = &self.router.ctx.http;
+        let mut stopping = self.router.ctx.lifecycle.subscribe();
         loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
+            let accepted = tokio::select! {
+                accepted = listener.accept() => Some(accepted),
+                _ = stopped(&mut stopping) => None,
+            };
+            let Some(accepted) = accepted else {
+                // A shutdown: the port closes now; connections being served finish their
+                // request and close (see `Served::serve`); the process exits after them.
+                drop(listener);
+                std::future::pending::<()>().await;
+                return Ok(());
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    http.connections_received.fetch_add(1, Ordering::Relaxed);
+                    accepted
+                }
                 Err(e) => {
                     // Usually out of file descriptors; back off briefly instead of spinning.
                     warn!(error = %e, "http accept failed");
@@ -122,43 +171,107 @@ impl HttpServer {
                 }
             };
             let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                http.rejected_connections.fetch_add(1, Ordering::Relaxed);
                 warn!(
                     limit = self.maxclients,
                     "refused an http connection: max number of clients reached"
                 );
                 // A fresh socket's send buffer takes these few bytes at once; then it closes.
-                let _ = stream.try_write(BUSY);
+                // A TLS client that has not shaken hands could not read it: it sees the close.
+                if tls.is_none() {
+                    let _ = stream.try_write(BUSY);
+                }
                 drop(stream);
                 continue;
             };
             // Small replies must leave at once rather than wait for more to send.
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve(
-                stream,
-                self.router.clone(),
-                self.builder.clone(),
-                permit,
-            ));
+            let conn = Served {
+                router: self.router.clone(),
+                builder: self.builder.clone(),
+                gate: self.gate.clone(),
+                peer: peer.ip(),
+                _permit: permit,
+            };
+            match &tls {
+                None => {
+                    tokio::spawn(conn.serve(stream));
+                }
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    let limit = self.handshake_timeout;
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(limit, handshake).await {
+                            Ok(Ok(stream)) => conn.serve(stream).await,
+                            Ok(Err(e)) => debug!(%peer, error = %e, "https handshake failed"),
+                            Err(_) => debug!(%peer, "https handshake timed out"),
+                        }
+                    });
+                }
+            }
         }
     }
 }
 
-/// Serves one connection until the client closes it or breaks a limit; the permit is released
-/// when it ends.
-async fn serve(
-    stream: TcpStream,
+/// Resolves once the server is stopping (at once if it already is).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await: drop it here.
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// One accepted connection and what serving it needs.
+struct Served {
     router: Arc<Router>,
     builder: Arc<http1::Builder>,
+    gate: Arc<Gate>,
+    peer: IpAddr,
+    /// Released when the connection ends.
     _permit: OwnedSemaphorePermit,
-) {
-    let service = service_fn(move |request| {
-        let router = router.clone();
-        async move { Ok::<_, Infallible>(router.handle(request).await) }
-    });
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
+}
+
+impl Served {
+    /// Serves the connection until the client closes it or breaks a limit.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        debug!(error = %e, "http connection ended with an error");
+        let Served {
+            router,
+            builder,
+            gate,
+            peer,
+            _permit,
+        } = self;
+        let ctx = router.ctx.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let router = router.clone();
+            let refused = gate.check(
+                peer,
+                request.uri().path(),
+                request.headers().get(hyper::header::AUTHORIZATION),
+            );
+            async move {
+                match refused {
+                    Some(response) => Ok(response),
+                    None => router.handle(request).await,
+                }
+            }
+        });
+        ctx.http.clients.fetch_add(1, Ordering::Relaxed);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let mut stopping = ctx.lifecycle.subscribe();
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = stopped(&mut stopping) => {
+                // A shutdown: finish the request in progress, if any, then close.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        ctx.http.clients.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = ended {
+            debug!(error = %e, "http connection ended with an error");
+        }
     }
 }

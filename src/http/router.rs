@@ -1,5 +1,13 @@
 //! One request in, one response out: route by path and method, read the query into a
-//! [`Command`], run it on the shard that owns its id, and map the reply.
+//! [`Command`], run it on the shard that owns its id, and map the reply. Every request is
+//! timed and counted by endpoint and status ([`crate::metrics::http`]).
+//!
+//! The one request that gets no response is a write chaos mode ran and then dropped
+//! ([`Reply::Hangup`]): [`Router::handle`] fails with [`LostReply`], and the HTTP library then
+//! closes the connection without answering, as a crash after the change would.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -8,8 +16,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use crate::command::{Command, CommandLimits, Status};
-use crate::http::query;
+use crate::context::ServerContext;
 use crate::http::status::{self, Body, Endpoint};
+use crate::http::{probes, query};
+use crate::metrics::http::HttpStats;
 use crate::protocol::Reply;
 use crate::shard::mesh::{External, Inbox, ReplyFn};
 use crate::shard::shard_for;
@@ -19,8 +29,21 @@ const MAX_BODY: usize = 8 * 1024;
 
 /// The methods a lock endpoint accepts.
 const LOCK_METHODS: &str = "GET, POST";
-/// The methods the help page accepts.
+/// The methods the help page and the probes accept.
 const HELP_METHODS: &str = "GET, HEAD";
+
+/// The failure that makes the HTTP library close the connection without a response: chaos
+/// mode ran the request and drops its reply.
+#[derive(Debug)]
+pub struct LostReply;
+
+impl std::fmt::Display for LostReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("chaos mode dropped the reply")
+    }
+}
+
+impl std::error::Error for LostReply {}
 
 /// The reply when the owning shard cannot take or answer the command (it has stopped).
 const UNAVAILABLE: Reply = Reply::error("UNAVAILABLE the shard has stopped");
@@ -32,31 +55,51 @@ pub struct Router {
     pub inboxes: Vec<Inbox>,
     /// The limits ids are checked against, the same as over RESP.
     pub limits: CommandLimits,
+    /// Figures, readiness and the shutdown switch.
+    pub ctx: Arc<ServerContext>,
 }
 
 impl Router {
-    /// Answers one request. Never fails: every problem is a response.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    /// Answers one request, and counts it. Every problem is a response; the only failure is
+    /// [`LostReply`].
+    pub async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, LostReply> {
+        let started = Instant::now();
+        let endpoint = HttpStats::endpoint_of(request.uri().path());
+        let result = self.respond(request).await;
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+        self.ctx.http.record(endpoint, status, started.elapsed());
+        result
+    }
+
+    async fn respond(&self, request: Request<Incoming>) -> Result<Response<Body>, LostReply> {
         let endpoint = match request.uri().path() {
-            "/" => {
-                return match *request.method() {
-                    Method::GET | Method::HEAD => status::help(),
-                    _ => status::method_not_allowed(HELP_METHODS),
-                };
+            path @ ("/" | "/health" | "/ready" | "/metrics") => {
+                if !matches!(*request.method(), Method::GET | Method::HEAD) {
+                    return Ok(status::method_not_allowed(HELP_METHODS));
+                }
+                return Ok(match path {
+                    "/" => status::help(),
+                    "/health" => probes::health(),
+                    "/ready" => probes::ready(&self.ctx),
+                    _ => probes::metrics(&self.ctx),
+                });
             }
             "/lock" => Endpoint::Lock,
             "/unlock" => Endpoint::Unlock,
             "/complete" => Endpoint::Complete,
             "/renew" => Endpoint::Renew,
             "/status" => Endpoint::Status,
-            _ => return status::not_found(),
+            _ => return Ok(status::not_found()),
         };
         if !matches!(*request.method(), Method::GET | Method::POST) {
-            return status::method_not_allowed(LOCK_METHODS);
+            return Ok(status::method_not_allowed(LOCK_METHODS));
+        }
+        if self.ctx.lifecycle.is_stopping() {
+            return Ok(probes::shutting_down());
         }
         let (parts, body) = request.into_parts();
         if let Err(response) = discard_body(body).await {
-            return response;
+            return Ok(response);
         }
         let (reply, id) = match query::command(endpoint, parts.uri.query(), &self.limits) {
             Ok(cmd) => {
@@ -65,14 +108,17 @@ impl Router {
             }
             Err(reply) => (reply, None),
         };
+        if matches!(reply, Reply::Hangup) {
+            return Err(LostReply);
+        }
         let response = status::reply_response(endpoint, &reply);
-        match (endpoint, &reply, id) {
+        Ok(match (endpoint, &reply, id) {
             (Endpoint::Lock, Reply::Error(text), Some(id)) if text.starts_with("LOCKED ") => {
                 let ttl = self.lease_left(id).await;
                 status::with_retry_after(response, ttl)
             }
             _ => response,
-        }
+        })
     }
 
     /// Milliseconds left on the lease of `id` (-1 for none), asked of its shard with STATUS.

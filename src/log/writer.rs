@@ -50,8 +50,9 @@ pub struct RewriteReport {
 
 /// A rewrite in progress.
 struct Rewrite {
-    /// Writes and syncs the snapshot into the rewrite file; returns the open file.
-    worker: JoinHandle<io::Result<Box<dyn LogFile>>>,
+    /// Writes and syncs the snapshot into the rewrite file; returns the open file. `None`
+    /// while the caller is still encoding the snapshot (records are already being kept).
+    worker: Option<JoinHandle<io::Result<Box<dyn LogFile>>>>,
     snapshot_len: u64,
     /// Every record appended since the rewrite began.
     tail: Vec<u8>,
@@ -249,12 +250,39 @@ impl ShardLog {
     /// but not yet flushed must be reflected in `snapshot`. Fails if a rewrite is running or
     /// the snapshot is for another shard or epoch.
     pub fn begin_rewrite(&mut self, snapshot: Vec<u8>) -> io::Result<()> {
+        self.begin_collecting()?;
+        self.submit_snapshot(snapshot)
+    }
+
+    /// Starts a rewrite whose snapshot the caller will encode over time: from now on every
+    /// appended record is kept for the new file. The snapshot, handed over later with
+    /// [`ShardLog::submit_snapshot`], may then be built from the table a part at a time, as
+    /// long as each part shows a committed state from after this call: records are
+    /// assignments, so the snapshot followed by the records kept since this call ends with
+    /// each id's current state. A failed flush in between is dropped from the kept records,
+    /// and the caller's table takes it back, so parts encoded before or after it agree.
+    pub fn begin_collecting(&mut self) -> io::Result<()> {
         if self.rewrite.is_some() {
             return Err(io::Error::other("a log rewrite is already running"));
         }
+        self.rewrite = Some(Rewrite {
+            worker: None,
+            snapshot_len: 0,
+            tail: Vec::new(),
+            pre_begin: self.buf.len(),
+            abandoned: false,
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Hands the encoded snapshot of a rewrite started with [`ShardLog::begin_collecting`] to a
+    /// background thread, which writes and syncs it. On error no rewrite is running.
+    pub fn submit_snapshot(&mut self, snapshot: Vec<u8>) -> io::Result<()> {
         let header = FileHeader::decode(&snapshot).ok();
         let shard_ok = header.is_some_and(|h| usize::try_from(h.shard).ok() == Some(self.shard));
         if !shard_ok || header.map(|h| h.covers_epoch) != Some(self.epoch) {
+            self.rewrite = None;
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -263,21 +291,28 @@ impl ShardLog {
                 ),
             ));
         }
+        let Some(rewrite) = self.rewrite.as_mut().filter(|r| r.worker.is_none()) else {
+            return Err(io::Error::other(
+                "no log rewrite is waiting for its snapshot",
+            ));
+        };
         let snapshot_len = snapshot.len() as u64;
         let storage = Arc::clone(&self.storage);
         let path = self.rewrite_path.clone();
-        let worker = thread::Builder::new()
+        let spawned = thread::Builder::new()
             .name(format!("log-rewrite-{}", self.shard))
-            .spawn(move || write_snapshot(&*storage, &path, &snapshot))?;
-        self.rewrite = Some(Rewrite {
-            worker,
-            snapshot_len,
-            tail: Vec::new(),
-            pre_begin: self.buf.len(),
-            abandoned: false,
-            started: Instant::now(),
-        });
-        Ok(())
+            .spawn(move || write_snapshot(&*storage, &path, &snapshot));
+        match spawned {
+            Ok(worker) => {
+                rewrite.worker = Some(worker);
+                rewrite.snapshot_len = snapshot_len;
+                Ok(())
+            }
+            Err(e) => {
+                self.rewrite = None;
+                Err(e)
+            }
+        }
     }
 
     /// Finishes a rewrite whose background write is done: appends the records kept since
@@ -290,7 +325,7 @@ impl ShardLog {
     /// directory sync fails, the new file is in use but the log is failed (a crash could
     /// bring the old name back), so nothing is acknowledged until another rewrite succeeds.
     pub fn poll_rewrite(&mut self) -> Option<io::Result<RewriteReport>> {
-        if !self.rewrite.as_ref()?.worker.is_finished() {
+        if !self.rewrite.as_ref()?.worker.as_ref()?.is_finished() {
             return None;
         }
         let rewrite = self.rewrite.take()?;
@@ -303,8 +338,11 @@ impl ShardLog {
             started,
         } = rewrite;
         let written = worker
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")));
+            .ok_or_else(|| io::Error::other("the log rewrite had no snapshot"))
+            .and_then(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")))
+            });
         let file = match written {
             Ok(_) if abandoned => {
                 self.discard_rewrite_file();
@@ -414,7 +452,9 @@ impl Drop for ShardLog {
     /// thread is still writing `appendonly.log.rewrite` when the shard's log is opened again.
     fn drop(&mut self) {
         if let Some(rewrite) = self.rewrite.take() {
-            let _ = rewrite.worker.join();
+            if let Some(worker) = rewrite.worker {
+                let _ = worker.join();
+            }
             self.discard_rewrite_file();
         }
     }
@@ -458,7 +498,19 @@ impl SnapshotEncoder {
     /// Starts the snapshot of shard `shard` of `shards` in run `epoch`, with fences up to
     /// `max_fence` issued.
     pub fn new(shard: usize, shards: usize, epoch: u64, max_fence: u64) -> Self {
-        let mut buf = Vec::with_capacity(BUFFER_CAPACITY);
+        SnapshotEncoder::with_capacity(shard, shards, epoch, max_fence, BUFFER_CAPACITY)
+    }
+
+    /// [`SnapshotEncoder::new`] with room for about `bytes` of output, so that encoding a
+    /// large table does not copy its buffer over and over as it grows.
+    pub fn with_capacity(
+        shard: usize,
+        shards: usize,
+        epoch: u64,
+        max_fence: u64,
+        bytes: usize,
+    ) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(BUFFER_CAPACITY));
         buf.extend_from_slice(&FileHeader::rewritten(shard, shards, epoch).encode());
         LogRecord::Epoch { epoch }.encode_into(&mut buf);
         LogRecord::Fence { value: max_fence }.encode_into(&mut buf);

@@ -1,23 +1,48 @@
-//! The acceptor: one thread that accepts RESP connections and deals them round-robin to the
-//! shards, so each connection lives on one shard thread for its whole life.
+//! The acceptors: one thread per RESP listener (plain, and TLS with `--tls-port`) that accepts
+//! connections and deals them round-robin to the shards, so each connection lives on one
+//! shard thread for its whole life.
 //!
-//! It also enforces `--maxclients`, answering the excess connection with Redis's error.
+//! Before a connection reaches a shard, its acceptor enforces protected mode ([`access`]) and
+//! `--maxclients` (counted over both listeners together), answering a refused client with
+//! Redis's error. A TLS connection leaves with a fresh rustls session; its handshake runs on
+//! the shard, nonblocking, so a slow handshake never holds up the accept loop.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tracing::{error, warn};
+use rustls::{ServerConfig, ServerConnection};
+use tracing::{debug, error, warn};
 
 use crate::context::ServerContext;
+use crate::net::access;
 use crate::shard::mesh::{External, Inbox};
 
-/// Accepts connections on `listener` forever, handing each to the next shard's inbox.
-pub fn run(listener: TcpListener, inboxes: Vec<Inbox>, ctx: Arc<ServerContext>) {
+/// An accepted connection on its way to a shard.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket, already nonblocking.
+    pub stream: TcpStream,
+    /// The TLS session to run over it, for a connection to `--tls-port`.
+    pub tls: Option<Box<ServerConnection>>,
+}
+
+/// Accepts connections on `listener` forever, handing each to the next shard's inbox. With
+/// `tls`, every connection is a TLS one.
+pub fn run(
+    listener: TcpListener,
+    inboxes: Vec<Inbox>,
+    ctx: Arc<ServerContext>,
+    tls: Option<Arc<ServerConfig>>,
+) {
     let mut next = 0usize;
     for stream in listener.incoming() {
-        let mut stream = match stream {
+        if ctx.lifecycle.is_stopping() {
+            // The listener was shut down (or a connection slipped in just before): stop.
+            return;
+        }
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 // Usually out of file descriptors; back off briefly instead of spinning.
@@ -27,11 +52,22 @@ pub fn run(listener: TcpListener, inboxes: Vec<Inbox>, ctx: Arc<ServerContext>) 
             }
         };
         ctx.connections_received.fetch_add(1, Ordering::Relaxed);
+        if let Ok(peer) = stream.peer_addr()
+            && access::refuses(&ctx.config, peer.ip())
+        {
+            debug!(%peer, "refused a connection: protected mode");
+            refuse(stream, access::DENIED, tls.is_none());
+            continue;
+        }
         let limit = ctx.config.maxclients as usize;
         if ctx.clients.fetch_add(1, Ordering::Relaxed) >= limit {
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             ctx.rejected_connections.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+            refuse(
+                stream,
+                b"-ERR max number of clients reached\r\n",
+                tls.is_none(),
+            );
             warn!(limit, "refused a connection: max number of clients reached");
             continue;
         }
@@ -39,15 +75,40 @@ pub fn run(listener: TcpListener, inboxes: Vec<Inbox>, ctx: Arc<ServerContext>) 
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
+        let session = match &tls {
+            None => None,
+            Some(config) => match ServerConnection::new(config.clone()) {
+                Ok(session) => Some(Box::new(session)),
+                Err(e) => {
+                    warn!(error = %e, "cannot start a TLS session");
+                    ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
         let Some(inbox) = inboxes.get(next % inboxes.len().max(1)) else {
             error!("no shard to serve connections");
             return;
         };
         next = next.wrapping_add(1);
-        if inbox.send(External::Connection(stream)).is_err() {
+        let accepted = Accepted {
+            stream,
+            tls: session,
+        };
+        if inbox.send(External::Connection(accepted)).is_err() {
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             error!("a shard has stopped; no longer accepting connections");
             return;
         }
+    }
+}
+
+/// Closes a refused connection, first sending `reply` on a plain one if the fresh socket
+/// takes it at once (never blocking the loop). A TLS client that has not shaken hands could
+/// not read a reply, so it only sees the connection close.
+fn refuse(mut stream: TcpStream, reply: &[u8], plain: bool) {
+    if plain {
+        let _ = stream.set_nonblocking(true);
+        let _ = stream.write_all(reply);
     }
 }

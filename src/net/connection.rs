@@ -6,14 +6,20 @@
 //! written, so a slow remote reply holds back the replies after it and nothing else.
 //!
 //! A connection stops reading when too many replies wait to be written (the client pipelines
-//! without reading), so its memory stays bounded without disconnecting it.
+//! without reading), so its memory stays bounded without disconnecting it: reading pauses at
+//! 8,192 queued replies or at 4 MiB of unsent reply bytes (half of
+//! `--client-output-buffer-limit` when that is lower). Unsent bytes count replies still held
+//! as values too (an estimate of their encoded size), so one burst of large replies cannot
+//! run past the pause before it is encoded. Replies can still pile up past the pause when
+//! they come back from other shards or from waits; past `--client-output-buffer-limit` the
+//! shard disconnects the client ([`Output::over_limit`]), as Redis's
+//! client-output-buffer-limit does.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
-use mio::net::TcpStream;
-
 use crate::command::admin::Session;
+use crate::net::stream::Stream;
 use crate::protocol::{Protocol, Reply};
 
 /// Stop reading a connection's requests while this many replies wait in its queue.
@@ -96,11 +102,30 @@ pub struct Output {
     head_seq: u64,
     buf: Vec<u8>,
     written: usize,
+    /// Estimated encoded size of the filled slots not yet encoded.
+    queued_bytes: usize,
+    /// Bytes written to the stream since the connection opened.
+    sent: u64,
+    /// The stream held back bytes at the last flush (TLS records the socket did not take).
+    unflushed: bool,
+    /// `--client-output-buffer-limit` in bytes; 0 means none.
+    limit: usize,
+    /// A [`Reply::Hangup`] reached the front: nothing more is sent, the connection closes.
+    hung_up: bool,
 }
 
 impl Output {
+    /// An empty output that may hold at most `limit` unsent bytes (0: no limit).
+    pub fn with_limit(limit: usize) -> Self {
+        Output {
+            limit,
+            ..Output::default()
+        }
+    }
+
     /// Queues a reply that is ready now.
     pub fn push_ready(&mut self, reply: Reply, protocol: Protocol) {
+        self.queued_bytes += approx_len(&reply);
         self.slots.push_back(Slot {
             reply: Some(reply),
             protocol,
@@ -129,6 +154,7 @@ impl Output {
         };
         match self.slots.get_mut(index as usize) {
             Some(slot) if slot.reply.is_none() => {
+                self.queued_bytes += approx_len(&reply);
                 slot.reply = Some(reply);
                 true
             }
@@ -141,17 +167,31 @@ impl Output {
         if let Some(index) = seq.checked_sub(self.head_seq)
             && let Some(slot) = self.slots.get_mut(index as usize)
         {
+            let old = slot.reply.as_ref().map_or(0, approx_len);
+            self.queued_bytes = self.queued_bytes.saturating_sub(old) + approx_len(&reply);
             slot.reply = Some(reply);
         }
     }
 
-    /// Encodes the filled prefix of the slot queue into the output buffer.
+    /// Encodes the filled prefix of the slot queue into the output buffer. A
+    /// [`Reply::Hangup`] ends it: that slot and every later one are dropped unsent, and
+    /// [`Output::hung_up`] turns true.
     pub fn encode_ready(&mut self) {
         while let Some(slot) = self.slots.front() {
             let Some(reply) = &slot.reply else { break };
+            if matches!(reply, Reply::Hangup) {
+                self.hung_up = true;
+                self.head_seq += self.slots.len() as u64;
+                self.slots.clear();
+                break;
+            }
+            self.queued_bytes = self.queued_bytes.saturating_sub(approx_len(reply));
             reply.encode(slot.protocol, &mut self.buf);
             self.slots.pop_front();
             self.head_seq += 1;
+        }
+        if self.slots.is_empty() {
+            self.queued_bytes = 0;
         }
     }
 
@@ -161,7 +201,10 @@ impl Output {
         while self.written < self.buf.len() {
             match dst.write(&self.buf[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.sent += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -172,26 +215,83 @@ impl Output {
         if self.buf.capacity() > KEEP_OUTPUT_CAPACITY {
             self.buf = Vec::new();
         }
+        // A TLS stream may still hold records of what it took; they must leave too.
+        match dst.flush() {
+            Ok(()) => self.unflushed = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.unflushed = true;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
         Ok(true)
+    }
+
+    /// Bytes written to the stream since the connection opened (to tell progress).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Unsent reply bytes: encoded ones not yet written, plus an estimate for queued replies.
+    pub fn pending_bytes(&self) -> usize {
+        self.queued_bytes + (self.buf.len() - self.written)
+    }
+
+    /// Whether the unsent replies exceed `--client-output-buffer-limit`: the client must be
+    /// disconnected.
+    pub fn over_limit(&self) -> bool {
+        self.limit > 0 && self.pending_bytes() > self.limit
+    }
+
+    /// Whether a slot waits for a reply from elsewhere (another shard, a LOCK ... WAIT).
+    pub fn awaits_reply(&self) -> bool {
+        self.slots.iter().any(|s| s.reply.is_none())
+    }
+
+    /// Whether a [`Reply::Hangup`] was reached: the connection must close once the bytes
+    /// before it are written.
+    pub fn hung_up(&self) -> bool {
+        self.hung_up
     }
 
     /// Whether replies or bytes are still waiting.
     pub fn is_idle(&self) -> bool {
-        self.slots.is_empty() && self.written == self.buf.len()
+        self.slots.is_empty() && self.written == self.buf.len() && !self.unflushed
     }
 
     /// Whether the client has so much unread output that reading its requests must pause.
     pub fn is_backlogged(&self) -> bool {
-        self.slots.len() >= MAX_QUEUED_REPLIES
-            || self.buf.len() - self.written >= MAX_UNWRITTEN_BYTES
+        let pause_at = match self.limit {
+            0 => MAX_UNWRITTEN_BYTES,
+            limit => MAX_UNWRITTEN_BYTES.min(limit / 2).max(1),
+        };
+        self.slots.len() >= MAX_QUEUED_REPLIES || self.pending_bytes() >= pause_at
+    }
+}
+
+/// About how many bytes `reply` takes once encoded; cheap, and close enough to bound memory.
+fn approx_len(reply: &Reply) -> usize {
+    match reply {
+        Reply::Bulk(b) => b.len() + 16,
+        Reply::Error(text) => text.len() + 3,
+        Reply::Verbatim(text) => text.len() + 24,
+        Reply::Array(items) | Reply::Set(items) => 16 + items.iter().map(approx_len).sum::<usize>(),
+        Reply::Map(pairs) => {
+            16 + pairs
+                .iter()
+                .map(|(k, v)| approx_len(k) + approx_len(v))
+                .sum::<usize>()
+        }
+        Reply::Key(_) => 39,
+        _ => 24,
     }
 }
 
 /// A client connection owned by one shard thread.
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket, plain or TLS.
+    pub stream: Stream,
     /// Protocol version, name, authentication.
     pub session: Session,
     /// Undecoded input.
@@ -204,19 +304,23 @@ pub struct Connection {
     pub closing: bool,
     /// Already listed for writing at the end of this loop iteration.
     pub dirty: bool,
+    /// When bytes last moved in either direction (unix ms), for `--timeout`.
+    pub last_active_ms: u64,
 }
 
 impl Connection {
-    /// A connection over `stream`.
-    pub fn new(stream: TcpStream, session: Session) -> Self {
+    /// A connection over `stream`, opened at `now_ms`, whose unsent replies may take at most
+    /// `output_limit` bytes (0: no limit).
+    pub fn new(stream: Stream, session: Session, output_limit: usize, now_ms: u64) -> Self {
         Connection {
             stream,
             session,
             input: Input::default(),
-            output: Output::default(),
+            output: Output::with_limit(output_limit),
             paused: false,
             closing: false,
             dirty: false,
+            last_active_ms: now_ms,
         }
     }
 }
@@ -245,6 +349,126 @@ mod tests {
         assert!(out.write_to(&mut sink).unwrap());
         assert!(out.is_idle());
         assert!(!out.fill(99, Reply::Ok));
+    }
+
+    #[test]
+    fn a_hangup_drops_its_reply_and_every_later_one() {
+        let mut out = Output::default();
+        out.push_ready(Reply::Integer(1), Protocol::Resp2);
+        let a = out.push_pending(Protocol::Resp2);
+        out.push_ready(Reply::Integer(3), Protocol::Resp2);
+        let b = out.push_pending(Protocol::Resp2);
+        assert!(out.fill(a, Reply::Hangup));
+        out.encode_ready();
+        assert_eq!(out.buf, b":1\r\n");
+        assert!(out.hung_up());
+        assert!(!out.fill(b, Reply::Integer(4)), "later slots are gone");
+        let mut sink = Vec::new();
+        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.is_idle());
+    }
+
+    /// A sink that takes `room` bytes, then would block; `flush` blocks while `held`.
+    struct Sink {
+        room: usize,
+        held: bool,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match buf.len().min(self.room) {
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => {
+                    self.room -= n;
+                    Ok(n)
+                }
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            if self.held {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn unsent_bytes_count_queued_replies_too() {
+        let big = Reply::Bulk(bytes::Bytes::from(vec![b'x'; 100_000]));
+        let mut out = Output::with_limit(1_000_000);
+        out.push_ready(big.clone(), Protocol::Resp2);
+        assert!(
+            out.pending_bytes() >= 100_000,
+            "counted before it is encoded"
+        );
+        let seq = out.push_pending(Protocol::Resp2);
+        out.replace(0, Reply::Ok);
+        assert!(out.pending_bytes() < 100, "a replaced reply stops counting");
+        assert!(out.fill(seq, big.clone()));
+        out.encode_ready();
+        assert!((100_000..100_100).contains(&out.pending_bytes()));
+        let mut sink = Sink {
+            room: 60_000,
+            held: false,
+        };
+        assert!(!out.write_to(&mut sink).unwrap());
+        assert_eq!(out.sent(), 60_000);
+        assert!(out.pending_bytes() < 41_000);
+        sink.room = usize::MAX;
+        assert!(out.write_to(&mut sink).unwrap());
+        assert_eq!(out.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn reading_pauses_below_the_limit_and_the_limit_is_a_hard_cap() {
+        let reply = Reply::Bulk(bytes::Bytes::from(vec![b'x'; 1000]));
+        let mut out = Output::with_limit(10_000);
+        while !out.is_backlogged() {
+            out.push_ready(reply.clone(), Protocol::Resp2);
+        }
+        assert!(
+            (5_000..6_100).contains(&out.pending_bytes()),
+            "pauses at half the limit"
+        );
+        assert!(!out.over_limit());
+        for _ in 0..5 {
+            out.push_ready(reply.clone(), Protocol::Resp2);
+        }
+        assert!(out.over_limit());
+        let mut unlimited = Output::default();
+        for _ in 0..100 {
+            unlimited.push_ready(reply.clone(), Protocol::Resp2);
+        }
+        assert!(!unlimited.over_limit() && !unlimited.is_backlogged());
+    }
+
+    #[test]
+    fn bytes_held_by_the_stream_keep_the_output_busy() {
+        let mut out = Output::default();
+        out.push_ready(Reply::Ok, Protocol::Resp2);
+        out.encode_ready();
+        let mut sink = Sink {
+            room: usize::MAX,
+            held: true,
+        };
+        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(
+            !out.is_idle(),
+            "a closing connection must wait for the flush"
+        );
+        sink.held = false;
+        assert!(out.write_to(&mut sink).unwrap());
+        assert!(out.is_idle());
+    }
+
+    #[test]
+    fn a_slot_awaiting_a_reply_is_not_idle_time() {
+        let mut out = Output::default();
+        let seq = out.push_pending(Protocol::Resp2);
+        assert!(out.awaits_reply());
+        out.fill(seq, Reply::Ok);
+        assert!(!out.awaits_reply());
     }
 
     #[test]

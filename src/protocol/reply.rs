@@ -51,6 +51,9 @@ pub enum Reply {
     /// Not a wire reply: the command is waiting (LOCK ... WAIT) and its reply will come later.
     /// It never reaches a client; encoding it writes nothing.
     Parked,
+    /// Not a wire reply: close the connection here, after the replies before it, without
+    /// sending this one or any after it (chaos mode's lost reply). Encoding it writes nothing.
+    Hangup,
 }
 
 impl Reply {
@@ -113,6 +116,7 @@ impl Reply {
                 }
             }
             Reply::Parked => debug_assert!(false, "a parked reply was encoded"),
+            Reply::Hangup => {}
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => bulk(out, b'$', text.as_bytes()),
                 Protocol::Resp3 => {

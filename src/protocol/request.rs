@@ -329,7 +329,10 @@ fn split_inline(
     loop {
         // NUL separates like a space (Redis's splitter stops at it too). It must be skipped
         // here as well, or an argument that starts at a NUL would never advance.
-        while line.get(i).is_some_and(|&b| b.is_ascii_whitespace() || b == 0) {
+        while line
+            .get(i)
+            .is_some_and(|&b| b.is_ascii_whitespace() || b == 0)
+        {
             i += 1;
         }
         if i >= line.len() {

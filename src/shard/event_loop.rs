@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 use slab::Slab;
 use tracing::{debug, error, info, warn};
 
@@ -30,18 +29,28 @@ use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::LogRecord;
 use crate::log::ShardLog;
-use crate::log::writer::encode_snapshot;
+use crate::log::writer::SnapshotEncoder;
+use crate::metrics::commands::{Outcome, UNKNOWN};
 use crate::net::connection::Connection;
-use crate::protocol::{Args, Decoded, KeyBytes, Limits, Reply, RequestDecoder};
+use crate::protocol::{Args, Decoded, KeyBytes, Reply, RequestDecoder};
 use crate::shard::mesh::{ConnRef, Endpoint, External, Message, ReplyFn};
+use crate::shard::segmented::SEGMENTS;
 use crate::shard::table::{Delivery, Id, LockTable};
 use crate::shard::{Origin, ShardId, shard_for};
+
+mod client_limits;
+mod drain;
+mod observe;
+
+use client_limits::ClientLimits;
+use observe::{Chaos, Client};
 
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
-/// A client may not buffer more than this many undecoded bytes.
-const MAX_QUERY_BUFFER: usize = 64 * 1024 * 1024;
+/// About how many entries a running log rewrite appends per loop iteration.
+const REWRITE_ENTRIES_PER_ITERATION: usize = 16 * 1024;
+
 /// Most expirations and wait time-outs handled per loop iteration, so that a million leases
 /// running out together never stall the shard for long.
 const EXPIRY_BUDGET: usize = 4096;
@@ -100,8 +109,14 @@ struct Core {
     last_heal: std::time::Instant,
     /// Log size after the last rewrite: the base of the growth trigger.
     rewrite_base: u64,
+    /// During a rewrite, the snapshot being encoded and the next table segment to encode.
+    rewrite_snapshot: Option<(SnapshotEncoder, usize)>,
     log_rewrites: u64,
     log_errors: u64,
+    /// Learning mode's generator (off unless `--chaos-rate`).
+    chaos: Chaos,
+    /// When the previous command of this batch ended (commands are timed lap by lap).
+    mark: std::time::Instant,
 }
 
 /// One shard thread's state.
@@ -118,6 +133,8 @@ pub struct Shard<C: Clock> {
     incoming: Vec<(ShardId, Message)>,
     /// A shutdown was asked for: this is the last iteration.
     stopping: bool,
+    /// Query, output and idle limits for this shard's connections.
+    limits: ClientLimits,
 }
 
 impl<C: Clock> Shard<C> {
@@ -134,10 +151,12 @@ impl<C: Clock> Shard<C> {
     ) -> Self {
         let shards = ctx.shards.len();
         let rewrite_base = log.file_len();
+        let chaos = Chaos::new(ctx.config.chaos_rate, ctx.config.chaos_seed, mesh.id);
+        let limits = ClientLimits::from_config(&ctx.config);
         Shard {
             poll,
             conns: Slab::new(),
-            decoder: RequestDecoder::new(Limits::default()),
+            decoder: RequestDecoder::new(limits.decoder),
             core: Core {
                 id: mesh.id,
                 shards,
@@ -158,14 +177,18 @@ impl<C: Clock> Shard<C> {
                 last_sync: std::time::Instant::now(),
                 last_heal: std::time::Instant::now(),
                 rewrite_base,
+                rewrite_snapshot: None,
                 log_rewrites: 0,
                 log_errors: 0,
+                chaos,
+                mark: std::time::Instant::now(),
             },
             clock,
             dirty: Vec::new(),
             resume: Vec::new(),
             incoming: Vec::new(),
             stopping: false,
+            limits,
         }
     }
 
@@ -174,10 +197,12 @@ impl<C: Clock> Shard<C> {
         let mut events = Events::with_capacity(1024);
         let mut stalled = false;
         let mut more_due = false;
+        // The recovered figures count from the start, not from the first event.
+        self.publish_stats();
         loop {
             let timeout = if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
                 Some(Duration::ZERO)
-            } else if stalled {
+            } else if stalled || self.stopping {
                 Some(Duration::from_millis(1))
             } else {
                 let next = self.core.table.next_deadline().map(|at| {
@@ -195,6 +220,10 @@ impl<C: Clock> Shard<C> {
                 } else {
                     None
                 };
+                let cap = match (cap, self.idle_poll_cap()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 match (next, cap) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -206,6 +235,7 @@ impl<C: Clock> Shard<C> {
                 return Err(e);
             }
             self.core.now_ms = self.clock.now_ms();
+            self.close_idle();
 
             for (id, key) in std::mem::take(&mut self.core.orphaned) {
                 self.core.release_orphan(id, key);
@@ -228,6 +258,9 @@ impl<C: Clock> Shard<C> {
             }
             self.take_external();
             self.take_messages();
+            if self.stopping {
+                self.core.cancel_waits();
+            }
             self.deliver();
             self.core.persist(&mut self.conns, self.stopping);
 
@@ -243,7 +276,7 @@ impl<C: Clock> Shard<C> {
             for idx in std::mem::take(&mut self.dirty) {
                 self.write(idx);
             }
-            if self.stopping {
+            if self.stopping && self.drained(stalled) {
                 debug!(shard = self.core.id, "shard stopped");
                 return Ok(());
             }
@@ -253,6 +286,10 @@ impl<C: Clock> Shard<C> {
     /// Reads and runs requests from connection `idx` until its socket is drained, its input is
     /// incomplete, or it is backlogged.
     fn serve(&mut self, idx: usize) {
+        if self.stopping {
+            // A stopping shard reads no more requests.
+            return;
+        }
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
@@ -265,11 +302,8 @@ impl<C: Clock> Shard<C> {
             if conn.paused || conn.closing {
                 break;
             }
-            if conn.input.len() > MAX_QUERY_BUFFER {
-                warn!(client = conn.session.id, peer = %conn.session.peer,
-                      "closing client that reached the query buffer limit");
-                conn.closing = true;
-                conn.output = Default::default();
+            if conn.input.len() > self.limits.query_buffer {
+                self.query_buffer_exceeded(idx);
                 break;
             }
             match conn.input.read_from(&mut conn.stream) {
@@ -278,7 +312,7 @@ impl<C: Clock> Shard<C> {
                     self.close(idx);
                     return;
                 }
-                Ok(_) => {}
+                Ok(_) => conn.last_active_ms = self.core.now_ms,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -307,6 +341,10 @@ impl<C: Clock> Shard<C> {
         };
         conn.dirty = false;
         conn.output.encode_ready();
+        if conn.output.hung_up() {
+            conn.closing = true;
+        }
+        let sent = conn.output.sent();
         match conn.output.write_to(&mut conn.stream) {
             Ok(_) => {}
             Err(e) => {
@@ -315,6 +353,15 @@ impl<C: Clock> Shard<C> {
                 return;
             }
         }
+        if conn.output.sent() != sent {
+            conn.last_active_ms = self.core.now_ms;
+        }
+        if self.output_buffer_exceeded(idx) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
         if conn.closing && conn.output.is_idle() {
             self.close(idx);
             return;
@@ -335,13 +382,24 @@ impl<C: Clock> Shard<C> {
     }
 
     fn take_external(&mut self) {
+        let mut timing = false;
         while let Ok(work) = self.core.mesh.inbox.try_recv() {
+            if !timing && matches!(work, External::Command { .. }) {
+                self.core.start_laps();
+                timing = true;
+            }
             match work {
-                External::Connection(stream) => self.adopt(stream),
+                External::Connection(_) if self.stopping => {
+                    // Accepted just before the shutdown: closed unserved.
+                    self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                }
+                External::Connection(accepted) => self.adopt(accepted),
                 External::Shutdown => self.stopping = true,
                 External::Command { cmd, done } => {
                     let slot = self.core.parked_external.vacant_key() as u64;
-                    let (reply, unlogged) = self.core.apply_local(cmd, Origin::External(slot));
+                    let (reply, unlogged) =
+                        self.core
+                            .run_observed(cmd, Origin::External(slot), Client::Http);
                     if matches!(reply, Reply::Parked) {
                         self.core.parked_external.insert(done);
                     } else {
@@ -356,34 +414,12 @@ impl<C: Clock> Shard<C> {
         }
     }
 
-    /// Takes over an accepted connection.
-    fn adopt(&mut self, stream: std::net::TcpStream) {
-        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            return;
-        };
-        let mut stream = TcpStream::from_std(stream);
-        let entry = self.conns.vacant_entry();
-        let token = Token(entry.key());
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!(error = %e, "cannot register a connection");
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let session = Session::new(&self.core.ctx, peer, local);
-        debug!(client = session.id, %peer, shard = self.core.id, "connection accepted");
-        entry.insert(Connection::new(stream, session));
-        // Bytes may have arrived before registration; edge-triggered polling would not say so.
-        self.resume.push(token.0);
-    }
-
     fn take_messages(&mut self) {
         let mut incoming = std::mem::take(&mut self.incoming);
         self.core.mesh.drain(|from, msg| incoming.push((from, msg)));
+        if !incoming.is_empty() {
+            self.core.start_laps();
+        }
         for (from, msg) in incoming.drain(..) {
             match msg {
                 Message::Request { conn, seq, cmd } => {
@@ -392,7 +428,8 @@ impl<C: Clock> Shard<C> {
                         conn,
                         seq,
                     };
-                    let (reply, unlogged) = self.core.apply_local(cmd, origin);
+                    let (reply, unlogged) =
+                        self.core.run_observed(cmd, origin, Client::Shard(from));
                     if !matches!(reply, Reply::Parked) {
                         if unlogged {
                             let index = self.core.mesh.queued(from);
@@ -500,6 +537,8 @@ impl<C: Clock> Shard<C> {
         publish(&stats.mismatches, table.counters.mismatches);
         publish(&stats.commands_processed, self.core.commands);
         publish(&stats.forwarded, self.core.forwarded);
+        publish(&stats.messages_sent, self.core.mesh.sent);
+        publish(&stats.messages_received, self.core.mesh.received);
         publish(&stats.log_bytes, self.core.log.file_len());
         publish(&stats.log_rewrites, self.core.log_rewrites);
         publish(&stats.log_errors, self.core.log_errors);
@@ -569,7 +608,15 @@ impl Core {
                 for record in self.records.drain(..) {
                     self.log.append(&record);
                 }
-                match self.log.flush(policy == AppendFsync::Always) {
+                let sync = policy == AppendFsync::Always;
+                let started = std::time::Instant::now();
+                let flushed = self.log.flush(sync);
+                if sync && flushed.is_ok() {
+                    self.ctx.shards[self.id]
+                        .fsync
+                        .record_owned(started.elapsed());
+                }
+                match flushed {
                     Ok(()) => {
                         self.table.commit();
                         self.acks.clear();
@@ -593,11 +640,19 @@ impl Core {
         };
         if (sync_due || stopping) && !self.log.is_failed() {
             self.last_sync = std::time::Instant::now();
-            if let Err(e) = self.log.flush(true) {
+            let started = std::time::Instant::now();
+            let synced = self.log.flush(true);
+            if synced.is_ok() {
+                self.ctx.shards[self.id]
+                    .fsync
+                    .record_owned(started.elapsed());
+            }
+            if let Err(e) = synced {
                 self.log_errors += 1;
                 error!(shard = self.id, error = %e, "cannot sync the log");
             }
         }
+        self.continue_rewrite();
         if !stopping && !self.log.rewrite_in_progress() {
             let heal = self.log.is_failed() && self.last_heal.elapsed() >= Duration::from_secs(1);
             let pct = u64::from(self.ctx.config.log_rewrite_percentage);
@@ -612,28 +667,52 @@ impl Core {
         }
     }
 
-    /// Encodes the live table and starts rewriting the log from it in the background.
+    /// Starts rewriting the log without stalling the shard: the log keeps every record
+    /// appended from now on for the new file, and [`Core::continue_rewrite`] encodes the
+    /// snapshot a few table segments per loop iteration, each from committed state, then
+    /// hands it to the log's background writer. The snapshot followed by the kept records
+    /// ends with each id's current state, since records are assignments.
     fn begin_rewrite(&mut self) {
-        let started = std::time::Instant::now();
-        let snapshot = encode_snapshot(
-            self.table.entries().map(|e| e.to_record()),
+        if let Err(e) = self.log.begin_collecting() {
+            self.log_errors += 1;
+            warn!(shard = self.id, error = %e, "cannot start a log rewrite");
+            return;
+        }
+        let encoder = SnapshotEncoder::with_capacity(
             self.id,
             self.shards,
             self.log.epoch(),
             self.ctx.fences.load(std::sync::atomic::Ordering::Relaxed),
+            self.table.len().saturating_mul(72),
         );
-        let bytes = snapshot.len();
-        match self.log.begin_rewrite(snapshot) {
-            Ok(()) => info!(
-                shard = self.id,
-                bytes,
-                pause_us = started.elapsed().as_micros() as u64,
-                "log rewrite started"
-            ),
-            Err(e) => {
-                self.log_errors += 1;
-                warn!(shard = self.id, error = %e, "cannot start a log rewrite");
+        self.rewrite_snapshot = Some((encoder, 0));
+        info!(
+            shard = self.id,
+            entries = self.table.len(),
+            "log rewrite started"
+        );
+    }
+
+    /// Encodes the next table segments of a running rewrite's snapshot, about
+    /// [`REWRITE_ENTRIES_PER_ITERATION`] entries per loop iteration; after the last one, hands
+    /// the snapshot to the log's background writer.
+    fn continue_rewrite(&mut self) {
+        let Some((mut encoder, mut segment)) = self.rewrite_snapshot.take() else {
+            return;
+        };
+        let mut done = 0;
+        while segment < SEGMENTS && done < REWRITE_ENTRIES_PER_ITERATION {
+            for entry in self.table.segment(segment) {
+                encoder.push(&entry.as_record());
+                done += 1;
             }
+            segment += 1;
+        }
+        if segment < SEGMENTS {
+            self.rewrite_snapshot = Some((encoder, segment));
+        } else if let Err(e) = self.log.submit_snapshot(encoder.finish()) {
+            self.log_errors += 1;
+            warn!(shard = self.id, error = %e, "cannot write a log rewrite");
         }
     }
 
@@ -693,15 +772,19 @@ impl Core {
         self.commands += 1;
         let protocol = conn.session.protocol;
         let name = args.get(0).unwrap_or_default();
+        let stats = &self.ctx.shards[self.id].commands;
         let Some(spec) = lookup(name) else {
+            stats.count(UNKNOWN, Outcome::Rejected);
             conn.push(unknown_command(args), protocol);
             return;
         };
         if !spec.arity_ok(args.len()) {
+            stats.count(spec.kind.index(), Outcome::Rejected);
             conn.push(wrong_arity(spec.name), protocol);
             return;
         }
         if !conn.session.authenticated && !spec.allowed_before_auth() {
+            stats.count(spec.kind.index(), Outcome::Rejected);
             conn.push(NOAUTH, protocol);
             return;
         }
@@ -715,7 +798,7 @@ impl Core {
                         seq: conn.output.next_seq(),
                     };
                     let seq = conn.output.next_seq();
-                    match self.apply_local(cmd, origin) {
+                    match self.run_observed(cmd, origin, Client::Session(conn.session)) {
                         (Reply::Parked, _) => {
                             conn.output.push_pending(protocol);
                         }
@@ -743,9 +826,22 @@ impl Core {
                     );
                 }
             }
-            Some(Err(reply)) => conn.push(reply, protocol),
+            Some(Err(reply)) => {
+                let stats = &self.ctx.shards[self.id].commands;
+                stats.count(spec.kind.index(), Outcome::of(&reply));
+                conn.push(reply, protocol);
+            }
             None => {
                 let reply = admin::run(spec.kind, args, conn.session, &self.ctx);
+                let kind = Some(spec.kind);
+                let elapsed = self.lap();
+                self.observe(
+                    spec.kind.index(),
+                    Outcome::of(&reply),
+                    elapsed,
+                    Client::Session(conn.session),
+                    || crate::metrics::slowlog::from_args(kind, args),
+                );
                 // HELLO answers in the protocol it selects.
                 conn.push(reply, conn.session.protocol);
             }
@@ -781,6 +877,7 @@ fn run_requests(
         closing,
         ..
     } = conn;
+    core.start_laps();
     while !*closing {
         if output.is_backlogged() {
             *paused = true;

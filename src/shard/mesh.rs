@@ -66,8 +66,8 @@ pub type ReplyFn = Box<dyn FnOnce(Reply) -> bool + Send>;
 
 /// Work handed to a shard by another thread.
 pub enum External {
-    /// A newly accepted RESP connection to serve.
-    Connection(std::net::TcpStream),
+    /// A newly accepted RESP connection to serve, plain or TLS.
+    Connection(crate::net::acceptor::Accepted),
     /// A lock command from outside the shards (HTTP); `done` gets its reply.
     Command {
         /// The command; its id belongs to the receiving shard.
@@ -82,7 +82,7 @@ pub enum External {
 impl std::fmt::Debug for External {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            External::Connection(s) => f.debug_tuple("Connection").field(s).finish(),
+            External::Connection(a) => f.debug_tuple("Connection").field(&a.stream).finish(),
             External::Command { cmd, .. } => f.debug_struct("Command").field("cmd", cmd).finish(),
             External::Shutdown => f.write_str("Shutdown"),
         }
@@ -117,6 +117,10 @@ pub struct Endpoint {
     stalled: Vec<Batch>,
     /// Receives work from other threads.
     pub inbox: mpsc::Receiver<External>,
+    /// Messages queued for other shards since start (for the figures).
+    pub sent: u64,
+    /// Messages taken from other shards since start.
+    pub received: u64,
 }
 
 impl Endpoint {
@@ -124,6 +128,7 @@ impl Endpoint {
     pub fn push(&mut self, to: ShardId, msg: Message) {
         if let Some(batch) = self.outbox.get_mut(to) {
             batch.push(msg);
+            self.sent += 1;
         }
     }
 
@@ -184,6 +189,7 @@ impl Endpoint {
         for (from, consumer) in self.from.iter_mut().enumerate() {
             let Some(consumer) = consumer else { continue };
             while let Ok(batch) = consumer.pop() {
+                self.received += batch.len() as u64;
                 for msg in batch {
                     each(from, msg);
                 }
@@ -225,6 +231,8 @@ pub fn build(wakers: Vec<Arc<Waker>>) -> (Vec<Endpoint>, Vec<Inbox>) {
             outbox: (0..n).map(|_| Vec::new()).collect(),
             stalled: (0..n).map(|_| Vec::new()).collect(),
             inbox: receiver,
+            sent: 0,
+            received: 0,
         });
     }
     (endpoints, inboxes)

@@ -8,6 +8,7 @@
 
 pub mod event_loop;
 pub mod mesh;
+pub mod segmented;
 pub mod table;
 
 /// The index of a shard, `0..shards`.

@@ -19,14 +19,16 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use ahash::RandomState;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
 use subtle::ConstantTimeEq;
 
 use crate::command::ApplyCtx;
 use crate::command::errors;
 use crate::log::LogRecord;
+use crate::log::codec::RecordRef;
 use crate::protocol::{KeyBytes, Reply};
 use crate::shard::Origin;
+use crate::shard::segmented::Segmented;
 
 /// An activity id as stored: any non-empty byte string.
 pub type Id = Box<[u8]>;
@@ -84,6 +86,27 @@ impl Entry {
     /// The stored result, if any.
     pub fn result(&self) -> Option<&[u8]> {
         self.extra.as_ref()?.result.as_deref()
+    }
+
+    /// The record that recreates this entry, borrowing from it (no copies: for rewrites).
+    pub fn as_record(&self) -> RecordRef<'_> {
+        match self.state {
+            State::Locked => RecordRef::Lock {
+                id: &self.id,
+                key: self.key,
+                fence: self.fence,
+                deadline_ms: self.at_ms,
+                fingerprint: self.fingerprint(),
+            },
+            State::Completed => RecordRef::Complete {
+                id: &self.id,
+                key: self.key,
+                fence: self.fence,
+                at_ms: self.at_ms,
+                fingerprint: self.fingerprint(),
+                result: self.result(),
+            },
+        }
     }
 
     /// The record that recreates this entry.
@@ -183,7 +206,7 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct LockTable {
     hasher: RandomState,
-    entries: HashTable<Entry>,
+    entries: Segmented<Entry>,
     expiry: BinaryHeap<Reverse<(u64, u64)>>,
     waits: HashMap<Id, VecDeque<Waiter>, RandomState>,
     wait_deadlines: BinaryHeap<Reverse<(u64, u64, Id)>>,
@@ -203,7 +226,7 @@ impl LockTable {
     pub fn new(policy: Policy) -> Self {
         LockTable {
             hasher: RandomState::new(),
-            entries: HashTable::new(),
+            entries: Segmented::default(),
             expiry: BinaryHeap::new(),
             waits: HashMap::default(),
             wait_deadlines: BinaryHeap::new(),
@@ -564,6 +587,25 @@ impl LockTable {
         done
     }
 
+    /// Answers every queued waiter `-LOCKED` at once, as if its wait had run out (a shutdown
+    /// does not wait for waits). Returns how many there were.
+    pub fn time_out_all_waiters(&mut self, ctx: &mut ApplyCtx<'_>) -> usize {
+        let mut n = 0;
+        for (_, queue) in self.waits.drain() {
+            for w in queue {
+                n += 1;
+                ctx.deliveries.push(Delivery {
+                    origin: w.origin,
+                    reply: errors::LOCKED,
+                    grant: None,
+                });
+            }
+        }
+        self.waiting = 0;
+        self.wait_deadlines.clear();
+        n
+    }
+
     fn time_out_waiter(&mut self, id: &[u8], seq: u64, ctx: &mut ApplyCtx<'_>) {
         let Some(queue) = self.waits.get_mut(id) else {
             return;
@@ -674,9 +716,25 @@ impl LockTable {
         true
     }
 
+    /// The entries of segment `n` of the table (`0..SEGMENTS`), for rewriting the log a part
+    /// at a time.
+    pub fn segment(&self, n: usize) -> impl Iterator<Item = &Entry> {
+        self.entries.segment(n)
+    }
+
     /// Every stored entry, for rewriting the log.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
+    }
+
+    /// Number of stored ids (locked plus completed).
+    pub fn len(&self) -> usize {
+        self.locked + self.completed
+    }
+
+    /// Whether no id is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Number of locked ids.

@@ -58,6 +58,11 @@ impl Server {
     /// Starts the server with `--port 0 --http-port 0 --dir <fresh dir>`
     /// followed by `extra_args`, and waits until it reports its RESP address.
     pub fn start(extra_args: &[&str]) -> Server {
+        Server::start_with_env(extra_args, &[])
+    }
+
+    /// [`Server::start`], with `env` added to the server's environment.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = unique_temp_dir();
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create data dir {}: {e}", dir.display()));
@@ -68,6 +73,7 @@ impl Server {
             .arg(&dir)
             .args(extra_args)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -981,4 +987,70 @@ impl Server {
         let lines = self.log.lock().unwrap_or_else(|e| e.into_inner());
         lines.iter().any(|l| l.contains(needle))
     }
+}
+
+// ---------------------------------------------------------------------------
+// Stopping on its own (SHUTDOWN) and looking at the output (operability tests)
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// Waits up to `timeout` for the server to exit by itself (after `SHUTDOWN`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for token-server") {
+                // Let the drain threads collect the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "token-server did not exit within {timeout:?}\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every output line so far, without the `[stdout]`/`[stderr]` prefix.
+    pub fn output_lines(&self) -> Vec<String> {
+        let lines = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .map(|l| {
+                l.split_once("] ")
+                    .map_or(l.as_str(), |(_, rest)| rest)
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// `python3`, if it is on `PATH` and can import `module` (e.g. `redis` for redis-py).
+/// Like [`require_tool`], a missing one skips loudly, or fails with
+/// `TOKEN_SERVER_REQUIRE_TOOLS=1`.
+pub fn require_python_module(module: &str) -> Option<PathBuf> {
+    let python = require_tool("python3")?;
+    let imports = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if imports {
+        return Some(python);
+    }
+    if std::env::var("TOKEN_SERVER_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("python module `{module}` not importable (TOKEN_SERVER_REQUIRE_TOOLS=1)");
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! SKIPPING TEST: python module `{module}` is not installed.\n\
+         !!! Install it (pip install {module}) or set\n\
+         !!! TOKEN_SERVER_REQUIRE_TOOLS=1 to turn this skip into a failure.\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    None
 }

@@ -1,7 +1,5 @@
 //! `AUTH [username] password`.
 
-use subtle::ConstantTimeEq;
-
 use crate::command::admin::Session;
 use crate::context::ServerContext;
 use crate::protocol::{Args, Reply};
@@ -42,6 +40,6 @@ pub fn check(user: Option<&[u8]>, pass: &[u8], ctx: &ServerContext) -> bool {
     }
     match &ctx.config.requirepass {
         None => true,
-        Some(expected) => expected.as_bytes().ct_eq(pass).into(),
+        Some(expected) => crate::net::access::password_matches(expected.as_bytes(), pass),
     }
 }

@@ -45,8 +45,24 @@ fn parameters(ctx: &ServerContext) -> Vec<(&'static str, String)> {
         ("databases", "1".to_string()),
         ("maxclients", c.maxclients.to_string()),
         ("max-id-len", c.max_id_len.to_string()),
-        ("proto-max-bulk-len", (1024 * 1024).to_string()),
-        ("timeout", "0".to_string()),
+        (
+            "proto-max-bulk-len",
+            c.security.proto_max_bulk_len.to_string(),
+        ),
+        ("timeout", c.security.timeout.to_string()),
+        (
+            "protected-mode",
+            if c.security.protected_mode {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+        ),
+        (
+            "client-query-buffer-limit",
+            c.security.client_query_buffer_limit.to_string(),
+        ),
     ]
 }
 

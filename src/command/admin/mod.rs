@@ -9,6 +9,8 @@ mod config;
 mod hello;
 mod info;
 mod ping;
+mod shutdown;
+mod slowlog;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -97,6 +99,8 @@ pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerCont
             s.authenticated = ctx.config.requirepass.is_none();
             Reply::Simple("RESET")
         }
+        CommandKind::Slowlog => slowlog::slowlog(args, ctx),
+        CommandKind::Shutdown => shutdown::shutdown(args, s, ctx),
         CommandKind::Lock
         | CommandKind::Unlock
         | CommandKind::Complete

@@ -1,0 +1,225 @@
+//! Per-client limits over RESP: `--maxclients`, the output buffer (pause below it, disconnect
+//! past it), the query buffer, argument size and count, and the idle `--timeout`.
+
+mod common;
+
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawConn, Server, bulk, encode_command, raw_key};
+use token_server::shard::shard_for;
+
+#[test]
+fn maxclients_refuses_the_excess_with_redis_error() {
+    let server = Server::start(&["--shards", "2", "--maxclients", "3"]);
+    let mut held: Vec<RawConn> = (0..3).map(|_| server.raw()).collect();
+    for c in &mut held {
+        c.send(&encode_command(&[b"PING"]));
+        c.expect_bytes(b"+PONG\r\n", "a client under the limit");
+    }
+    let mut extra = server.raw();
+    let got = extra.read_until_closed(Duration::from_secs(10));
+    assert_eq!(got, b"-ERR max number of clients reached\r\n");
+    // Pipelining on an accepted connection does not count as more clients.
+    held[0].send(&encode_command(&[b"PING"]).repeat(100));
+    held[0].expect_bytes(&b"+PONG\r\n".repeat(100), "pipelined PINGs");
+    // A freed place is given to the next client.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = server.raw();
+        c.send_lenient(&encode_command(&[b"PING"]));
+        let reply = c.read_reply();
+        if reply == b"+PONG\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed place never came back");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` ids that shard `shard` of `shards` owns.
+fn ids_on(shard: usize, shards: usize, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("big-{i}"))
+        .filter(|id| shard_for(id.as_bytes(), shards) == shard)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_client_that_does_not_read_is_disconnected_past_the_output_limit() {
+    let server = Server::start(&["--shards", "2", "--client-output-buffer-limit", "2mb"]);
+    // Connections are dealt round-robin from shard 0: this one lives on shard 0, and asks
+    // about ids on shard 1, so its replies come back from there all at once.
+    let mut victim = server.raw();
+    let mut setup = server.raw();
+    let result = vec![b'r'; 60_000];
+    let ids = ids_on(1, 2, 20);
+    for id in &ids {
+        setup.send(&encode_command(&[b"LOCK", id.as_bytes()]));
+        let key = raw_key(&setup.read_reply());
+        setup.send(&encode_command(&[
+            b"COMPLETE",
+            id.as_bytes(),
+            key.as_bytes(),
+            b"RESULT",
+            &result,
+        ]));
+        setup.expect_bytes(b"+OK\r\n", "COMPLETE with a result");
+    }
+    let mut burst = Vec::new();
+    for _ in 0..15 {
+        for id in &ids {
+            burst.extend(encode_command(&[b"STATUS", id.as_bytes()]));
+        }
+    }
+    // About 18 MB of replies are owed; the client reads none of them.
+    victim.send_lenient(&burst);
+    victim.set_read_timeout(Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.output_contains("output buffer limit") {
+        assert!(
+            Instant::now() < deadline,
+            "never disconnected\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever it reads now ends with the close, well short of what it asked for.
+    let got = victim.read_until_closed(Duration::from_secs(20));
+    assert!(got.len() < 8 << 20, "{} bytes", got.len());
+    setup.send(&encode_command(&[b"PING"]));
+    setup.expect_bytes(b"+PONG\r\n", "other clients are served");
+}
+
+#[test]
+fn a_client_that_reads_late_is_paused_not_dropped() {
+    let server = Server::start(&["--shards", "2", "--client-output-buffer-limit", "4mb"]);
+    let raw = server.raw();
+    let mut writer = raw.stream.try_clone().unwrap();
+    let payload = vec![b'e'; 100_000];
+    let request = encode_command(&[b"ECHO", &payload]);
+    let count = 200; // 20 MB of replies, five times the limit
+    let sender = thread::spawn(move || {
+        for _ in 0..count {
+            writer.write_all(&request).unwrap();
+        }
+    });
+    thread::sleep(Duration::from_secs(1));
+    let mut raw = raw;
+    let expected = bulk(&payload);
+    for i in 0..count {
+        let got = raw.read_exact_bytes(expected.len());
+        assert!(got == expected, "reply {i} differs");
+    }
+    sender.join().unwrap();
+    raw.send(&encode_command(&[b"PING"]));
+    raw.expect_bytes(b"+PONG\r\n", "still connected");
+    assert!(!server.output_contains("output buffer limit"));
+}
+
+#[test]
+fn the_query_buffer_limit_closes_the_client() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--client-query-buffer-limit",
+        "1mb",
+        "--proto-max-bulk-len",
+        "512kb",
+    ]);
+    let mut raw = server.raw();
+    let arg = vec![b'q'; 500_000];
+    let mut request = b"*4\r\n$4\r\nECHO\r\n".to_vec();
+    for _ in 0..2 {
+        request.extend(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend(&arg);
+        request.extend(b"\r\n");
+    }
+    request.extend(format!("${}\r\n", arg.len()).as_bytes());
+    request.extend(&arg[..200_000]);
+    raw.send_lenient(&request);
+    let got = raw.read_until_closed(Duration::from_secs(10));
+    assert!(got.is_empty(), "{}", common::show(&got));
+    assert!(
+        server.output_contains("query buffer limit"),
+        "{}",
+        server.log_text()
+    );
+    let mut other = server.raw();
+    other.send(&encode_command(&[b"ECHO", &arg]));
+    other.expect_bytes(&bulk(&arg), "an argument under the limit");
+}
+
+#[test]
+fn argument_size_and_count_limits_are_configurable() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--proto-max-bulk-len",
+        "1kb",
+        "--max-args",
+        "3",
+    ]);
+    let mut raw = server.raw();
+    raw.send(&encode_command(&[b"CONFIG", b"GET", b"proto-max-bulk-len"]));
+    raw.expect_bytes(
+        b"*2\r\n$18\r\nproto-max-bulk-len\r\n$4\r\n1024\r\n",
+        "CONFIG GET reports the setting",
+    );
+    raw.send(&encode_command(&[b"ECHO", &[b'a'; 1024]]));
+    raw.expect_bytes(&bulk(&[b'a'; 1024]), "an argument at the limit");
+    raw.send(b"*3\r\n$4\r\nECHO\r\n$1\r\na\r\n$1\r\nb\r\n");
+    let reply = raw.read_reply();
+    assert!(
+        reply.starts_with(b"-ERR wrong number"),
+        "{}",
+        common::show(&reply)
+    );
+    raw.send_lenient(b"*2\r\n$4\r\nECHO\r\n$1025\r\n");
+    let got = raw.read_until_closed(Duration::from_secs(10));
+    assert_eq!(got, b"-ERR Protocol error: invalid bulk length\r\n");
+    let mut raw = server.raw();
+    raw.send_lenient(b"*4\r\n");
+    let got = raw.read_until_closed(Duration::from_secs(10));
+    assert_eq!(got, b"-ERR Protocol error: invalid multibulk length\r\n");
+    // Pipelined behind valid requests, an oversized one still fails.
+    let mut raw = server.raw();
+    let mut burst = encode_command(&[b"PING"]).repeat(3);
+    burst.extend(b"*2\r\n$4\r\nECHO\r\n$5000\r\n");
+    raw.send_lenient(&burst);
+    let got = raw.read_until_closed(Duration::from_secs(10));
+    assert_eq!(
+        got,
+        b"+PONG\r\n+PONG\r\n+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+}
+
+#[test]
+fn idle_clients_are_closed_after_the_timeout() {
+    let server = Server::start(&["--shards", "2", "--timeout", "1"]);
+    let started = Instant::now();
+    let mut idle = server.raw();
+    let mut busy = server.raw();
+    let mut holder = server.raw();
+    let mut waiter = server.raw();
+    holder.send(&encode_command(&[b"LOCK", b"held"]));
+    raw_key(&holder.read_reply());
+    waiter.send(&encode_command(&[b"LOCK", b"held", b"WAIT", b"3500"]));
+    // The busy client talks every 300 ms; the holder keeps quiet and is closed, which does
+    // not free its lock; the waiter is owed a reply and so is not idle.
+    for _ in 0..10 {
+        busy.send(&encode_command(&[b"PING"]));
+        busy.expect_bytes(b"+PONG\r\n", "a client that keeps talking");
+        thread::sleep(Duration::from_millis(300));
+    }
+    let got = idle.read_until_closed(Duration::from_secs(5));
+    assert!(got.is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let got = holder.read_until_closed(Duration::from_secs(5));
+    assert!(got.is_empty());
+    let reply = waiter.read_reply();
+    assert!(reply.starts_with(b"-LOCKED"), "{}", common::show(&reply));
+}
