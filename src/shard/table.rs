@@ -68,6 +68,29 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A locked entry, as a grant or a replayed `Lock` record makes it.
+    fn locked(
+        id: Id,
+        key: KeyBytes,
+        fence: u64,
+        deadline_ms: u64,
+        fingerprint: Option<Box<[u8]>>,
+    ) -> Entry {
+        Entry {
+            id,
+            state: State::Locked,
+            key,
+            fence,
+            at_ms: deadline_ms,
+            extra: fingerprint.map(|f| {
+                Box::new(Extra {
+                    fingerprint: Some(f),
+                    result: None,
+                })
+            }),
+        }
+    }
+
     /// The id.
     pub fn id(&self) -> &[u8] {
         &self.id
@@ -111,24 +134,7 @@ impl Entry {
 
     /// The record that recreates this entry.
     pub fn to_record(&self) -> LogRecord {
-        let fingerprint = self.fingerprint().map(Box::from);
-        match self.state {
-            State::Locked => LogRecord::Lock {
-                id: self.id.clone(),
-                key: self.key,
-                fence: self.fence,
-                deadline_ms: self.at_ms,
-                fingerprint,
-            },
-            State::Completed => LogRecord::Complete {
-                id: self.id.clone(),
-                key: self.key,
-                fence: self.fence,
-                at_ms: self.at_ms,
-                fingerprint,
-                result: self.result().map(Box::from),
-            },
-        }
+        self.as_record().to_record()
     }
 }
 
@@ -386,19 +392,7 @@ impl LockTable {
             hash: self.hash(&id),
             fence,
         });
-        self.insert(Entry {
-            id,
-            state: State::Locked,
-            key,
-            fence,
-            at_ms: deadline_ms,
-            extra: fingerprint.map(|f| {
-                Box::new(Extra {
-                    fingerprint: Some(f),
-                    result: None,
-                })
-            }),
-        });
+        self.insert(Entry::locked(id, key, fence, deadline_ms, fingerprint));
         (key, fence)
     }
 
@@ -674,19 +668,7 @@ impl LockTable {
                 fence,
                 deadline_ms,
                 fingerprint,
-            } => Entry {
-                id,
-                state: State::Locked,
-                key,
-                fence,
-                at_ms: deadline_ms,
-                extra: fingerprint.map(|f| {
-                    Box::new(Extra {
-                        fingerprint: Some(f),
-                        result: None,
-                    })
-                }),
-            },
+            } => Entry::locked(id, key, fence, deadline_ms, fingerprint),
             LogRecord::Complete {
                 id,
                 key,
