@@ -195,7 +195,7 @@ fn protected_mode_refuses_remote_clients_without_a_password() {
     let bind = ip.to_string();
     let server = Server::start(&["--shards", "1", "--bind", &bind]);
     assert!(
-        server.output_contains("protected mode"),
+        server.wait_for_output("protected mode", Duration::from_secs(10)),
         "{}",
         server.log_text()
     );

@@ -144,7 +144,7 @@ fn the_query_buffer_limit_closes_the_client() {
     let got = raw.read_until_closed(Duration::from_secs(10));
     assert!(got.is_empty(), "{}", common::show(&got));
     assert!(
-        server.output_contains("query buffer limit"),
+        server.wait_for_output("query buffer limit", Duration::from_secs(10)),
         "{}",
         server.log_text()
     );

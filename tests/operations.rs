@@ -255,8 +255,8 @@ fn shutdown_replies_nothing_syncs_and_exits_zero() {
         "exit status {status}\n{}",
         server.log_text()
     );
-    assert!(server.output_contains("shutting down"));
-    assert!(server.output_contains("stopped: logs synced"));
+    assert!(server.wait_for_output("shutting down", Duration::from_secs(10)));
+    assert!(server.wait_for_output("stopped: logs synced", Duration::from_secs(10)));
     drop(server);
 
     let server = Server::start_in(&dir.path, &args);

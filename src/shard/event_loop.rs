@@ -11,6 +11,11 @@
 //!
 //! Replies are values in each connection's slot queue until step 6, so a later step that must
 //! happen before any reply leaves (syncing the log) slots in before it.
+//!
+//! The loop's parts: `requests` (decode, check, run or forward a connection's requests),
+//! `routing` (inbox, mesh and the replies owed to waiters), `durability` (group commit,
+//! failed batches, background rewrites), `client_limits`, `observe` (timing, metrics, chaos)
+//! and `drain` (shutdown).
 
 use std::io;
 use std::sync::Arc;
@@ -19,31 +24,32 @@ use std::time::Duration;
 
 use mio::{Events, Poll, Token};
 use slab::Slab;
-use tracing::{debug, error, info, warn};
+use tracing::debug;
 
 use crate::clock::Clock;
-use crate::command::admin::{self, NOAUTH, Session};
-use crate::command::{ApplyCtx, Command, Unlock, lookup, unknown_command, wrong_arity};
+use crate::command::{ApplyCtx, Command, Unlock};
 use crate::config::AppendFsync;
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::LogRecord;
 use crate::log::ShardLog;
 use crate::log::writer::SnapshotEncoder;
-use crate::metrics::commands::{Outcome, UNKNOWN};
 use crate::net::connection::Connection;
-use crate::protocol::{Args, Decoded, KeyBytes, Reply, RequestDecoder};
-use crate::shard::mesh::{ConnRef, Endpoint, External, Message, ReplyFn};
-use crate::shard::segmented::SEGMENTS;
+use crate::protocol::{KeyBytes, Reply, RequestDecoder};
+use crate::shard::mesh::{ConnRef, Endpoint, Message, ReplyFn};
 use crate::shard::table::{Delivery, Id, LockTable};
 use crate::shard::{Origin, ShardId, shard_for};
 
 mod client_limits;
 mod drain;
+mod durability;
 mod observe;
+mod requests;
+mod routing;
 
 use client_limits::ClientLimits;
 use observe::{Chaos, Client};
+use requests::run_requests;
 
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -381,148 +387,6 @@ impl<C: Clock> Shard<C> {
         }
     }
 
-    fn take_external(&mut self) {
-        let mut timing = false;
-        while let Ok(work) = self.core.mesh.inbox.try_recv() {
-            if !timing && matches!(work, External::Command { .. }) {
-                self.core.start_laps();
-                timing = true;
-            }
-            match work {
-                External::Connection(_) if self.stopping => {
-                    // Accepted just before the shutdown: closed unserved.
-                    self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-                }
-                External::Connection(accepted) => self.adopt(accepted),
-                External::Shutdown => self.stopping = true,
-                External::Command { cmd, done } => {
-                    let slot = self.core.parked_external.vacant_key() as u64;
-                    let (reply, unlogged) =
-                        self.core
-                            .run_observed(cmd, Origin::External(slot), Client::Http);
-                    if matches!(reply, Reply::Parked) {
-                        self.core.parked_external.insert(done);
-                    } else {
-                        if unlogged {
-                            let index = self.core.external_replies.len();
-                            self.core.acks.push(Ack::External { index });
-                        }
-                        self.core.external_replies.push((done, reply, None));
-                    }
-                }
-            }
-        }
-    }
-
-    fn take_messages(&mut self) {
-        let mut incoming = std::mem::take(&mut self.incoming);
-        self.core.mesh.drain(|from, msg| incoming.push((from, msg)));
-        if !incoming.is_empty() {
-            self.core.start_laps();
-        }
-        for (from, msg) in incoming.drain(..) {
-            match msg {
-                Message::Request { conn, seq, cmd } => {
-                    let origin = Origin::Conn {
-                        shard: from,
-                        conn,
-                        seq,
-                    };
-                    let (reply, unlogged) =
-                        self.core.run_observed(cmd, origin, Client::Shard(from));
-                    if !matches!(reply, Reply::Parked) {
-                        if unlogged {
-                            let index = self.core.mesh.queued(from);
-                            self.core.acks.push(Ack::Remote { shard: from, index });
-                        }
-                        let msg = Message::Reply {
-                            conn,
-                            seq,
-                            reply,
-                            grant: None,
-                        };
-                        self.core.mesh.push(from, msg);
-                    }
-                }
-                Message::Reply {
-                    conn,
-                    seq,
-                    reply,
-                    grant,
-                } => {
-                    if !self.fill(conn, seq, reply)
-                        && let Some(grant) = grant
-                    {
-                        // The waiter's connection has gone: give the lock back to its owner.
-                        let (id, key) = *grant;
-                        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
-                        let msg = Message::Request { conn, seq, cmd };
-                        self.core.mesh.push(from, msg);
-                    }
-                }
-            }
-        }
-        self.incoming = incoming;
-    }
-
-    /// Fills a reply slot of one of this shard's connections. Returns false if the connection
-    /// has gone (or the slot is not pending).
-    fn fill(&mut self, conn: ConnRef, seq: u64, reply: Reply) -> bool {
-        let idx = conn.slot as usize;
-        let filled = match self.conns.get_mut(idx) {
-            Some(c) if c.session.id == conn.conn_id => c.output.fill(seq, reply),
-            _ => false,
-        };
-        if filled {
-            self.mark_dirty(idx);
-        }
-        filled
-    }
-
-    /// Routes the replies owed to waiters to their connections, shards and callers.
-    fn deliver(&mut self) {
-        while !self.core.deliveries.is_empty() {
-            for d in std::mem::take(&mut self.core.deliveries) {
-                match d.origin {
-                    Origin::Conn { shard, conn, seq } if shard == self.core.id => {
-                        if self.fill(conn, seq, d.reply) {
-                            self.core.acks.push(Ack::Local {
-                                slot: conn.slot,
-                                conn_id: conn.conn_id,
-                                seq,
-                            });
-                        } else if let Some((id, key)) = d.grant {
-                            self.core.release_orphan(id, key);
-                        }
-                    }
-                    Origin::Conn { shard, conn, seq } => {
-                        let index = self.core.mesh.queued(shard);
-                        self.core.acks.push(Ack::Remote { shard, index });
-                        let msg = Message::Reply {
-                            conn,
-                            seq,
-                            reply: d.reply,
-                            grant: d.grant.map(Box::new),
-                        };
-                        self.core.mesh.push(shard, msg);
-                    }
-                    Origin::External(slot) => {
-                        if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
-                            let index = self.core.external_replies.len();
-                            self.core.acks.push(Ack::External { index });
-                            self.core.external_replies.push((done, d.reply, d.grant));
-                        }
-                    }
-                    Origin::Nobody => {
-                        if let Some((id, key)) = d.grant {
-                            self.core.release_orphan(id, key);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     fn publish_stats(&mut self) {
         let stats = &self.core.ctx.shards[self.core.id];
         let table = &self.core.table;
@@ -582,169 +446,6 @@ impl Core {
         (reply, !self.records.is_empty())
     }
 
-    /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
-    /// any reply of theirs can leave. If the log cannot take them, the table takes them back
-    /// and their replies become `-IOERR`. Also drives rewrites: healing a failed log, and
-    /// compacting one that grew well past its live data.
-    fn persist(&mut self, conns: &mut Slab<Connection>, stopping: bool) {
-        let policy = self.ctx.config.appendfsync;
-        if let Some(done) = self.log.poll_rewrite() {
-            match done {
-                Ok(report) => {
-                    self.log_rewrites += 1;
-                    self.rewrite_base = self.log.file_len();
-                    info!(shard = self.id, ?report, "log rewritten");
-                }
-                Err(e) => {
-                    self.log_errors += 1;
-                    warn!(shard = self.id, error = %e, "log rewrite failed");
-                }
-            }
-        }
-        if !self.records.is_empty() {
-            if self.log.is_failed() {
-                self.fail_batch(conns);
-            } else {
-                for record in self.records.drain(..) {
-                    self.log.append(&record);
-                }
-                let sync = policy == AppendFsync::Always;
-                let started = std::time::Instant::now();
-                let flushed = self.log.flush(sync);
-                if sync && flushed.is_ok() {
-                    self.ctx.shards[self.id]
-                        .fsync
-                        .record_owned(started.elapsed());
-                }
-                match flushed {
-                    Ok(()) => {
-                        self.table.commit();
-                        self.acks.clear();
-                    }
-                    Err(e) => {
-                        self.log_errors += 1;
-                        error!(shard = self.id, error = %e,
-                               "cannot write the log: refusing writes until it can be rewritten");
-                        self.fail_batch(conns);
-                    }
-                }
-            }
-        } else {
-            self.table.commit();
-            self.acks.clear();
-        }
-        let sync_due = match policy {
-            AppendFsync::Always => false,
-            AppendFsync::Everysec => self.last_sync.elapsed() >= Duration::from_secs(1),
-            AppendFsync::No => false,
-        };
-        if (sync_due || stopping) && !self.log.is_failed() {
-            self.last_sync = std::time::Instant::now();
-            let started = std::time::Instant::now();
-            let synced = self.log.flush(true);
-            if synced.is_ok() {
-                self.ctx.shards[self.id]
-                    .fsync
-                    .record_owned(started.elapsed());
-            }
-            if let Err(e) = synced {
-                self.log_errors += 1;
-                error!(shard = self.id, error = %e, "cannot sync the log");
-            }
-        }
-        self.continue_rewrite();
-        if !stopping && !self.log.rewrite_in_progress() {
-            let heal = self.log.is_failed() && self.last_heal.elapsed() >= Duration::from_secs(1);
-            let pct = u64::from(self.ctx.config.log_rewrite_percentage);
-            let len = self.log.file_len();
-            let grown = pct > 0
-                && len >= self.ctx.config.log_rewrite_min_size
-                && len.saturating_sub(self.rewrite_base) * 100 >= self.rewrite_base.max(1) * pct;
-            if heal || grown {
-                self.last_heal = std::time::Instant::now();
-                self.begin_rewrite();
-            }
-        }
-    }
-
-    /// Starts rewriting the log without stalling the shard: the log keeps every record
-    /// appended from now on for the new file, and [`Core::continue_rewrite`] encodes the
-    /// snapshot a few table segments per loop iteration, each from committed state, then
-    /// hands it to the log's background writer. The snapshot followed by the kept records
-    /// ends with each id's current state, since records are assignments.
-    fn begin_rewrite(&mut self) {
-        if let Err(e) = self.log.begin_collecting() {
-            self.log_errors += 1;
-            warn!(shard = self.id, error = %e, "cannot start a log rewrite");
-            return;
-        }
-        let encoder = SnapshotEncoder::with_capacity(
-            self.id,
-            self.shards,
-            self.log.epoch(),
-            self.ctx.fences.load(std::sync::atomic::Ordering::Relaxed),
-            self.table.len().saturating_mul(72),
-        );
-        self.rewrite_snapshot = Some((encoder, 0));
-        info!(
-            shard = self.id,
-            entries = self.table.len(),
-            "log rewrite started"
-        );
-    }
-
-    /// Encodes the next table segments of a running rewrite's snapshot, about
-    /// [`REWRITE_ENTRIES_PER_ITERATION`] entries per loop iteration; after the last one, hands
-    /// the snapshot to the log's background writer.
-    fn continue_rewrite(&mut self) {
-        let Some((mut encoder, mut segment)) = self.rewrite_snapshot.take() else {
-            return;
-        };
-        let mut done = 0;
-        while segment < SEGMENTS && done < REWRITE_ENTRIES_PER_ITERATION {
-            for entry in self.table.segment(segment) {
-                encoder.push(&entry.as_record());
-                done += 1;
-            }
-            segment += 1;
-        }
-        if segment < SEGMENTS {
-            self.rewrite_snapshot = Some((encoder, segment));
-        } else if let Err(e) = self.log.submit_snapshot(encoder.finish()) {
-            self.log_errors += 1;
-            warn!(shard = self.id, error = %e, "cannot write a log rewrite");
-        }
-    }
-
-    /// Takes back this iteration's changes and fails the replies that depended on them.
-    fn fail_batch(&mut self, conns: &mut Slab<Connection>) {
-        self.records.clear();
-        self.table.roll_back();
-        self.fail_acks(conns);
-    }
-
-    /// Turns every reply that depends on this iteration's records into `-IOERR`.
-    fn fail_acks(&mut self, conns: &mut Slab<Connection>) {
-        for ack in self.acks.drain(..) {
-            match ack {
-                Ack::Local { slot, conn_id, seq } => {
-                    if let Some(c) = conns.get_mut(slot as usize)
-                        && c.session.id == conn_id
-                    {
-                        c.output.replace(seq, IOERR);
-                    }
-                }
-                Ack::Remote { shard, index } => self.mesh.replace_reply(shard, index, IOERR),
-                Ack::External { index } => {
-                    if let Some(entry) = self.external_replies.get_mut(index) {
-                        entry.1 = IOERR;
-                        entry.2 = None;
-                    }
-                }
-            }
-        }
-    }
-
     /// Frees expired leases, reaps old completions and times out waiters, within the budget.
     fn expire_due(&mut self) -> usize {
         let (table, mut ctx) = self.table_and_ctx(Origin::Nobody);
@@ -764,154 +465,6 @@ impl Core {
             };
             self.mesh
                 .push(owner, Message::Request { conn, seq: 0, cmd });
-        }
-    }
-
-    /// Runs one decoded request from a connection of this shard.
-    fn execute(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) {
-        self.commands += 1;
-        let protocol = conn.session.protocol;
-        let name = args.get(0).unwrap_or_default();
-        let stats = &self.ctx.shards[self.id].commands;
-        let Some(spec) = lookup(name) else {
-            stats.count(UNKNOWN, Outcome::Rejected);
-            conn.push(unknown_command(args), protocol);
-            return;
-        };
-        if !spec.arity_ok(args.len()) {
-            stats.count(spec.kind.index(), Outcome::Rejected);
-            conn.push(wrong_arity(spec.name), protocol);
-            return;
-        }
-        if !conn.session.authenticated && !spec.allowed_before_auth() {
-            stats.count(spec.kind.index(), Outcome::Rejected);
-            conn.push(NOAUTH, protocol);
-            return;
-        }
-        match Command::parse(spec.kind, args, &self.ctx.limits) {
-            Some(Ok(cmd)) => {
-                let owner = shard_for(cmd.id(), self.shards);
-                if owner == self.id {
-                    let origin = Origin::Conn {
-                        shard: self.id,
-                        conn: cref,
-                        seq: conn.output.next_seq(),
-                    };
-                    let seq = conn.output.next_seq();
-                    match self.run_observed(cmd, origin, Client::Session(conn.session)) {
-                        (Reply::Parked, _) => {
-                            conn.output.push_pending(protocol);
-                        }
-                        (reply, unlogged) => {
-                            conn.push(reply, protocol);
-                            if unlogged {
-                                self.acks.push(Ack::Local {
-                                    slot: cref.slot,
-                                    conn_id: cref.conn_id,
-                                    seq,
-                                });
-                            }
-                        }
-                    }
-                } else {
-                    let seq = conn.output.push_pending(protocol);
-                    self.forwarded += 1;
-                    self.mesh.push(
-                        owner,
-                        Message::Request {
-                            conn: cref,
-                            seq,
-                            cmd,
-                        },
-                    );
-                }
-            }
-            Some(Err(reply)) => {
-                let stats = &self.ctx.shards[self.id].commands;
-                stats.count(spec.kind.index(), Outcome::of(&reply));
-                conn.push(reply, protocol);
-            }
-            None => {
-                let reply = admin::run(spec.kind, args, conn.session, &self.ctx);
-                let kind = Some(spec.kind);
-                let elapsed = self.lap();
-                self.observe(
-                    spec.kind.index(),
-                    Outcome::of(&reply),
-                    elapsed,
-                    Client::Session(conn.session),
-                    || crate::metrics::slowlog::from_args(kind, args),
-                );
-                // HELLO answers in the protocol it selects.
-                conn.push(reply, conn.session.protocol);
-            }
-        }
-    }
-}
-
-/// The parts of a connection a command may change while its input buffer is borrowed.
-struct ConnParts<'a> {
-    session: &'a mut Session,
-    output: &'a mut crate::net::connection::Output,
-}
-
-impl ConnParts<'_> {
-    fn push(&mut self, reply: Reply, protocol: crate::protocol::Protocol) {
-        self.output.push_ready(reply, protocol);
-    }
-}
-
-/// Decodes and runs the buffered requests of `conn` until its input is incomplete, it is
-/// backlogged, or it hit a protocol error.
-fn run_requests(
-    core: &mut Core,
-    decoder: &mut RequestDecoder,
-    conn: &mut Connection,
-    cref: ConnRef,
-) {
-    let Connection {
-        input,
-        output,
-        session,
-        paused,
-        closing,
-        ..
-    } = conn;
-    core.start_laps();
-    while !*closing {
-        if output.is_backlogged() {
-            *paused = true;
-            return;
-        }
-        let pending = input.pending();
-        if pending.is_empty() || pending.len() < input.need {
-            return;
-        }
-        match decoder.decode(pending) {
-            Decoded::Incomplete { at_least } => {
-                input.need = at_least;
-                return;
-            }
-            Decoded::Error(e) => {
-                debug!(client = session.id, error = ?e, "protocol error");
-                output.push_ready(Reply::Error(e.message().into()), session.protocol);
-                *closing = true;
-                return;
-            }
-            Decoded::Request { consumed } => {
-                if decoder.arg_count() > 0 {
-                    let args = decoder.view(pending);
-                    let mut parts = ConnParts {
-                        session: &mut *session,
-                        output: &mut *output,
-                    };
-                    core.execute(&args, &mut parts, cref);
-                    if session.close_after_reply {
-                        *closing = true;
-                    }
-                }
-                input.consume(consumed);
-            }
         }
     }
 }

@@ -987,6 +987,19 @@ impl Server {
         let lines = self.log.lock().unwrap_or_else(|e| e.into_inner());
         lines.iter().any(|l| l.contains(needle))
     }
+
+    /// Waits up to `timeout` for a line containing `needle`: the server's output is read by
+    /// another thread, so a line logged just before an event the test saw may not be in yet.
+    pub fn wait_for_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.output_contains(needle) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+//! The request path of a shard's connections: decode the buffered requests, check each one
+//! against the spec table, and run it here, forward it to the shard that owns its id, or answer
+//! it on the spot (connection and server commands).
+
+use tracing::debug;
+
+use super::{Ack, Client, Core};
+use crate::command::admin::{self, NOAUTH, Session};
+use crate::command::{Command, lookup, unknown_command, wrong_arity};
+use crate::metrics::commands::{Outcome, UNKNOWN};
+use crate::net::connection::Connection;
+use crate::protocol::{Args, Decoded, Reply, RequestDecoder};
+use crate::shard::mesh::{ConnRef, Message};
+use crate::shard::{Origin, shard_for};
+
+impl Core {
+    /// Runs one decoded request from a connection of this shard.
+    fn execute(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) {
+        self.commands += 1;
+        let protocol = conn.session.protocol;
+        let name = args.get(0).unwrap_or_default();
+        let stats = &self.ctx.shards[self.id].commands;
+        let Some(spec) = lookup(name) else {
+            stats.count(UNKNOWN, Outcome::Rejected);
+            conn.push(unknown_command(args), protocol);
+            return;
+        };
+        if !spec.arity_ok(args.len()) {
+            stats.count(spec.kind.index(), Outcome::Rejected);
+            conn.push(wrong_arity(spec.name), protocol);
+            return;
+        }
+        if !conn.session.authenticated && !spec.allowed_before_auth() {
+            stats.count(spec.kind.index(), Outcome::Rejected);
+            conn.push(NOAUTH, protocol);
+            return;
+        }
+        match Command::parse(spec.kind, args, &self.ctx.limits) {
+            Some(Ok(cmd)) => {
+                let owner = shard_for(cmd.id(), self.shards);
+                if owner == self.id {
+                    let origin = Origin::Conn {
+                        shard: self.id,
+                        conn: cref,
+                        seq: conn.output.next_seq(),
+                    };
+                    let seq = conn.output.next_seq();
+                    match self.run_observed(cmd, origin, Client::Session(conn.session)) {
+                        (Reply::Parked, _) => {
+                            conn.output.push_pending(protocol);
+                        }
+                        (reply, unlogged) => {
+                            conn.push(reply, protocol);
+                            if unlogged {
+                                self.acks.push(Ack::Local {
+                                    slot: cref.slot,
+                                    conn_id: cref.conn_id,
+                                    seq,
+                                });
+                            }
+                        }
+                    }
+                } else {
+                    let seq = conn.output.push_pending(protocol);
+                    self.forwarded += 1;
+                    self.mesh.push(
+                        owner,
+                        Message::Request {
+                            conn: cref,
+                            seq,
+                            cmd,
+                        },
+                    );
+                }
+            }
+            Some(Err(reply)) => {
+                let stats = &self.ctx.shards[self.id].commands;
+                stats.count(spec.kind.index(), Outcome::of(&reply));
+                conn.push(reply, protocol);
+            }
+            None => {
+                let reply = admin::run(spec.kind, args, conn.session, &self.ctx);
+                let kind = Some(spec.kind);
+                let elapsed = self.lap();
+                self.observe(
+                    spec.kind.index(),
+                    Outcome::of(&reply),
+                    elapsed,
+                    Client::Session(conn.session),
+                    || crate::metrics::slowlog::from_args(kind, args),
+                );
+                // HELLO answers in the protocol it selects.
+                conn.push(reply, conn.session.protocol);
+            }
+        }
+    }
+}
+
+/// The parts of a connection a command may change while its input buffer is borrowed.
+struct ConnParts<'a> {
+    session: &'a mut Session,
+    output: &'a mut crate::net::connection::Output,
+}
+
+impl ConnParts<'_> {
+    fn push(&mut self, reply: Reply, protocol: crate::protocol::Protocol) {
+        self.output.push_ready(reply, protocol);
+    }
+}
+
+/// Decodes and runs the buffered requests of `conn` until its input is incomplete, it is
+/// backlogged, or it hit a protocol error.
+pub(super) fn run_requests(
+    core: &mut Core,
+    decoder: &mut RequestDecoder,
+    conn: &mut Connection,
+    cref: ConnRef,
+) {
+    let Connection {
+        input,
+        output,
+        session,
+        paused,
+        closing,
+        ..
+    } = conn;
+    core.start_laps();
+    while !*closing {
+        if output.is_backlogged() {
+            *paused = true;
+            return;
+        }
+        let pending = input.pending();
+        if pending.is_empty() || pending.len() < input.need {
+            return;
+        }
+        match decoder.decode(pending) {
+            Decoded::Incomplete { at_least } => {
+                input.need = at_least;
+                return;
+            }
+            Decoded::Error(e) => {
+                debug!(client = session.id, error = ?e, "protocol error");
+                output.push_ready(Reply::Error(e.message().into()), session.protocol);
+                *closing = true;
+                return;
+            }
+            Decoded::Request { consumed } => {
+                if decoder.arg_count() > 0 {
+                    let args = decoder.view(pending);
+                    let mut parts = ConnParts {
+                        session: &mut *session,
+                        output: &mut *output,
+                    };
+                    core.execute(&args, &mut parts, cref);
+                    if session.close_after_reply {
+                        *closing = true;
+                    }
+                }
+                input.consume(consumed);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Where a shard's work comes from and its answers go: new connections and outside commands
+//! from the inbox, requests and replies from other shards over the mesh, and the replies owed
+//! to waiters, routed to their connection, shard or caller.
+
+use std::sync::atomic::Ordering;
+
+use super::{Ack, Client, Shard};
+use crate::clock::Clock;
+use crate::command::{Command, Unlock};
+use crate::protocol::Reply;
+use crate::shard::Origin;
+use crate::shard::mesh::{ConnRef, External, Message};
+
+impl<C: Clock> Shard<C> {
+    pub(super) fn take_external(&mut self) {
+        let mut timing = false;
+        while let Ok(work) = self.core.mesh.inbox.try_recv() {
+            if !timing && matches!(work, External::Command { .. }) {
+                self.core.start_laps();
+                timing = true;
+            }
+            match work {
+                External::Connection(_) if self.stopping => {
+                    // Accepted just before the shutdown: closed unserved.
+                    self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                }
+                External::Connection(accepted) => self.adopt(accepted),
+                External::Shutdown => self.stopping = true,
+                External::Command { cmd, done } => {
+                    let slot = self.core.parked_external.vacant_key() as u64;
+                    let (reply, unlogged) =
+                        self.core
+                            .run_observed(cmd, Origin::External(slot), Client::Http);
+                    if matches!(reply, Reply::Parked) {
+                        self.core.parked_external.insert(done);
+                    } else {
+                        if unlogged {
+                            let index = self.core.external_replies.len();
+                            self.core.acks.push(Ack::External { index });
+                        }
+                        self.core.external_replies.push((done, reply, None));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn take_messages(&mut self) {
+        let mut incoming = std::mem::take(&mut self.incoming);
+        self.core.mesh.drain(|from, msg| incoming.push((from, msg)));
+        if !incoming.is_empty() {
+            self.core.start_laps();
+        }
+        for (from, msg) in incoming.drain(..) {
+            match msg {
+                Message::Request { conn, seq, cmd } => {
+                    let origin = Origin::Conn {
+                        shard: from,
+                        conn,
+                        seq,
+                    };
+                    let (reply, unlogged) =
+                        self.core.run_observed(cmd, origin, Client::Shard(from));
+                    if !matches!(reply, Reply::Parked) {
+                        if unlogged {
+                            let index = self.core.mesh.queued(from);
+                            self.core.acks.push(Ack::Remote { shard: from, index });
+                        }
+                        let msg = Message::Reply {
+                            conn,
+                            seq,
+                            reply,
+                            grant: None,
+                        };
+                        self.core.mesh.push(from, msg);
+                    }
+                }
+                Message::Reply {
+                    conn,
+                    seq,
+                    reply,
+                    grant,
+                } => {
+                    if !self.fill(conn, seq, reply)
+                        && let Some(grant) = grant
+                    {
+                        // The waiter's connection has gone: give the lock back to its owner.
+                        let (id, key) = *grant;
+                        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
+                        let msg = Message::Request { conn, seq, cmd };
+                        self.core.mesh.push(from, msg);
+                    }
+                }
+            }
+        }
+        self.incoming = incoming;
+    }
+
+    /// Fills a reply slot of one of this shard's connections. Returns false if the connection
+    /// has gone (or the slot is not pending).
+    fn fill(&mut self, conn: ConnRef, seq: u64, reply: Reply) -> bool {
+        let idx = conn.slot as usize;
+        let filled = match self.conns.get_mut(idx) {
+            Some(c) if c.session.id == conn.conn_id => c.output.fill(seq, reply),
+            _ => false,
+        };
+        if filled {
+            self.mark_dirty(idx);
+        }
+        filled
+    }
+
+    /// Routes the replies owed to waiters to their connections, shards and callers.
+    pub(super) fn deliver(&mut self) {
+        while !self.core.deliveries.is_empty() {
+            for d in std::mem::take(&mut self.core.deliveries) {
+                match d.origin {
+                    Origin::Conn { shard, conn, seq } if shard == self.core.id => {
+                        if self.fill(conn, seq, d.reply) {
+                            self.core.acks.push(Ack::Local {
+                                slot: conn.slot,
+                                conn_id: conn.conn_id,
+                                seq,
+                            });
+                        } else if let Some((id, key)) = d.grant {
+                            self.core.release_orphan(id, key);
+                        }
+                    }
+                    Origin::Conn { shard, conn, seq } => {
+                        let index = self.core.mesh.queued(shard);
+                        self.core.acks.push(Ack::Remote { shard, index });
+                        let msg = Message::Reply {
+                            conn,
+                            seq,
+                            reply: d.reply,
+                            grant: d.grant.map(Box::new),
+                        };
+                        self.core.mesh.push(shard, msg);
+                    }
+                    Origin::External(slot) => {
+                        if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
+                            let index = self.core.external_replies.len();
+                            self.core.acks.push(Ack::External { index });
+                            self.core.external_replies.push((done, d.reply, d.grant));
+                        }
+                    }
+                    Origin::Nobody => {
+                        if let Some((id, key)) = d.grant {
+                            self.core.release_orphan(id, key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
