@@ -117,7 +117,13 @@ fuzz_target!(|data: &[u8]| {
                 Reply::Ok
             }
             (3, Some(Model::Locked { key: k, .. })) if matches(&k) => {
-                model.insert(id, Model::Locked { key: k, deadline: now + lease });
+                model.insert(
+                    id,
+                    Model::Locked {
+                        key: k,
+                        deadline: now + lease,
+                    },
+                );
                 Reply::Ok
             }
             (_, Some(Model::Locked { .. })) => errors::BAD_KEY,
@@ -126,7 +132,10 @@ fuzz_target!(|data: &[u8]| {
         };
         assert_eq!(got, want, "op {kind} id {id} arg {arg}");
         // The table frees due leases lazily, the model at once: it can only hold more.
-        let locked = model.values().filter(|m| matches!(m, Model::Locked { .. })).count();
+        let locked = model
+            .values()
+            .filter(|m| matches!(m, Model::Locked { .. }))
+            .count();
         assert!(table.locked() >= locked);
     }
     // Counts agree once every due lease is swept.
@@ -139,7 +148,10 @@ fuzz_target!(|data: &[u8]| {
         deliveries: &mut deliveries,
     };
     table.expire_due(&mut ctx, usize::MAX);
-    let locked = model.values().filter(|m| matches!(m, Model::Locked { .. })).count();
+    let locked = model
+        .values()
+        .filter(|m| matches!(m, Model::Locked { .. }))
+        .count();
     assert_eq!(table.locked(), locked);
     assert_eq!(table.completed(), model.len() - locked);
     // Everything above was one uncommitted batch on an empty table: rolling it back empties it.
