@@ -66,67 +66,12 @@ impl Server {
         let dir = unique_temp_dir();
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create data dir {}: {e}", dir.display()));
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_token-server"));
-        command
-            .args(["--port", "0", "--http-port", "0", "--dir"])
-            .arg(&dir)
-            .args(extra_args)
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("failed to spawn token-server");
-
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        spawn_drain("stdout", stdout, tx.clone(), Arc::clone(&log));
-        spawn_drain("stderr", stderr, tx, Arc::clone(&log));
-
-        let mut server = Server {
-            // Placeholder until the real address is known; never used before.
-            resp_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            dir,
-            child,
-            log,
-            keep_dir: false,
-        };
-
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => {
-                    server.resp_addr = addr;
-                    server.http_addr = server.wait_http_addr(deadline);
-                    return server;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Both pipes closed without the marker: wait for the exit.
-                    thread::sleep(Duration::from_millis(50));
-                }
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                // Give the drain threads a moment to collect the last lines.
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "token-server {:?} exited with {status} before printing `{LISTEN_MARKER}`\n{}",
-                    extra_args,
-                    server.log_text()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "token-server {:?} did not print `{LISTEN_MARKER}` within {STARTUP_TIMEOUT:?}\n{}",
-                    extra_args,
-                    server.log_text()
-                );
-            }
-        }
+        Server::launch(&dir, false, extra_args, env).unwrap_or_else(|f| {
+            panic!(
+                "token-server {extra_args:?} exited with {} before printing `{LISTEN_MARKER}`\n{}",
+                f.status, f.output
+            )
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -872,12 +817,25 @@ impl Server {
     /// [`Server::start_in`], returning the exit status and output of a server that exits
     /// before it is ready instead of panicking.
     pub fn try_start_in(dir: &Path, extra_args: &[&str]) -> Result<Server, StartFailure> {
+        Server::launch(dir, true, extra_args, &[])
+    }
+
+    /// Starts the binary on `dir` with `extra_args` and `env`, and waits until it reports its
+    /// addresses; a server that exits first gives its status and output. `keep_dir`: leave
+    /// the directory in place when the server is dropped.
+    fn launch(
+        dir: &Path,
+        keep_dir: bool,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, StartFailure> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_token-server"));
         command
             .args(["--port", "0", "--http-port", "0", "--dir"])
             .arg(dir)
             .args(extra_args)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -894,7 +852,7 @@ impl Server {
             dir: dir.to_path_buf(),
             child,
             log,
-            keep_dir: true,
+            keep_dir,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut exited: Option<(ExitStatus, Instant)> = None;
