@@ -9,9 +9,10 @@ use std::sync::atomic::AtomicU64;
 use libfuzzer_sys::fuzz_target;
 use token_server::command::{ApplyCtx, Command, Complete, Lock, Renew, Unlock, errors};
 use token_server::keys::KeySource;
+use token_server::log::LogRecord;
 use token_server::protocol::{KeyBytes, Reply};
 use token_server::shard::Origin;
-use token_server::shard::table::{LockTable, Policy};
+use token_server::shard::table::{Delivery, LockTable, Policy};
 
 #[derive(Default)]
 struct Counting(u128);
@@ -20,6 +21,28 @@ impl KeySource for Counting {
     fn next_key(&mut self) -> KeyBytes {
         self.0 += 1;
         self.0.to_be_bytes()
+    }
+}
+
+/// Where the commands' side effects go; the table is checked, not these.
+#[derive(Default)]
+struct Effects {
+    keys: Counting,
+    fences: AtomicU64,
+    records: Vec<LogRecord>,
+    deliveries: Vec<Delivery>,
+}
+
+impl Effects {
+    fn ctx(&mut self, now: u64) -> ApplyCtx<'_> {
+        ApplyCtx {
+            now_ms: now,
+            keys: &mut self.keys,
+            fences: &self.fences,
+            origin: Origin::Nobody,
+            records: &mut self.records,
+            deliveries: &mut self.deliveries,
+        }
     }
 }
 
@@ -34,10 +57,7 @@ fuzz_target!(|data: &[u8]| {
         max_waiters: 4,
         ..Policy::default()
     });
-    let mut keys = Counting::default();
-    let fences = AtomicU64::new(0);
-    let mut records = Vec::new();
-    let mut deliveries = Vec::new();
+    let mut effects = Effects::default();
     let mut model: BTreeMap<u8, Model> = BTreeMap::new();
     let mut now = 1_000_000u64;
 
@@ -68,14 +88,7 @@ fuzz_target!(|data: &[u8]| {
             }),
             _ => {
                 now += u64::from(arg);
-                let mut ctx = ApplyCtx {
-                    now_ms: now,
-                    keys: &mut keys,
-                    fences: &fences,
-                    origin: Origin::Nobody,
-                    records: &mut records,
-                    deliveries: &mut deliveries,
-                };
+                let mut ctx = effects.ctx(now);
                 if kind == 5 {
                     table.expire_due(&mut ctx, usize::from(arg) + 1);
                 }
@@ -86,14 +99,7 @@ fuzz_target!(|data: &[u8]| {
         // The model's answer, given the state with every due lease gone.
         model.retain(|_, m| !matches!(m, Model::Locked { deadline, .. } if *deadline != 0 && *deadline <= now));
         let state = model.get(&id).copied();
-        let mut ctx = ApplyCtx {
-            now_ms: now,
-            keys: &mut keys,
-            fences: &fences,
-            origin: Origin::Nobody,
-            records: &mut records,
-            deliveries: &mut deliveries,
-        };
+        let mut ctx = effects.ctx(now);
         let got = cmd.apply(&mut table, &mut ctx);
         let matches = |k: &KeyBytes| key == Some(*k);
         let want = match (kind, state) {
@@ -139,14 +145,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(table.locked() >= locked);
     }
     // Counts agree once every due lease is swept.
-    let mut ctx = ApplyCtx {
-        now_ms: now,
-        keys: &mut keys,
-        fences: &fences,
-        origin: Origin::Nobody,
-        records: &mut records,
-        deliveries: &mut deliveries,
-    };
+    let mut ctx = effects.ctx(now);
     table.expire_due(&mut ctx, usize::MAX);
     let locked = model
         .values()

@@ -103,8 +103,9 @@ impl Router {
         }
         let (reply, id) = match query::command(endpoint, parts.uri.query(), &self.limits) {
             Ok(cmd) => {
-                let id: Box<[u8]> = cmd.id().into();
-                (self.run(cmd).await, Some(id))
+                // Only a refused /lock needs the id again, for Retry-After.
+                let id = (endpoint == Endpoint::Lock).then(|| Box::<[u8]>::from(cmd.id()));
+                (self.run(cmd).await, id)
             }
             Err(reply) => (reply, None),
         };

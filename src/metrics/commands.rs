@@ -141,11 +141,8 @@ impl CommandStats {
     /// Counts one call of row `row` (a [`CommandKind::index`] or [`UNKNOWN`]) that took
     /// `elapsed`. Only the owning shard thread may call it.
     pub fn record(&self, row: usize, outcome: Outcome, elapsed: Duration) {
-        let row = row.min(UNKNOWN);
-        if let Some(cell) = self.calls.get(row * Outcome::ALL.len() + outcome.index()) {
-            bump_owned(cell, 1);
-        }
-        if let Some(h) = self.latency.get(row) {
+        self.count(row, outcome);
+        if let Some(h) = self.latency.get(row.min(UNKNOWN)) {
             h.record_owned(elapsed);
         }
     }

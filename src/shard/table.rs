@@ -313,10 +313,7 @@ impl LockTable {
     /// its first waiter granted) and a completion past retention is reaped before answering.
     pub fn live(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) -> Option<&mut Entry> {
         let hash = self.hash(id);
-        let due = self
-            .entries
-            .find(hash, |e| &*e.id == id)
-            .is_some_and(|e| self.is_due(e, ctx.now_ms));
+        let due = self.is_due(self.entries.find(hash, |e| &*e.id == id)?, ctx.now_ms);
         if due {
             self.expire_entry(hash, id, ctx);
         }
@@ -388,17 +385,22 @@ impl LockTable {
             deadline_ms,
             fingerprint: fingerprint.clone(),
         });
-        self.undo.push(Undo::Grant {
-            hash: self.hash(&id),
-            fence,
-        });
-        self.insert(Entry::locked(id, key, fence, deadline_ms, fingerprint));
+        let hash = self.hash(&id);
+        self.undo.push(Undo::Grant { hash, fence });
+        self.insert_hashed(
+            hash,
+            Entry::locked(id, key, fence, deadline_ms, fingerprint),
+        );
         (key, fence)
     }
 
     /// Stores an entry for a free id (a grant, or a record replayed at start-up).
     pub fn insert(&mut self, entry: Entry) {
-        let hash = self.hash(&entry.id);
+        self.insert_hashed(self.hash(&entry.id), entry);
+    }
+
+    /// [`LockTable::insert`] for an entry whose id's hash is already known.
+    fn insert_hashed(&mut self, hash: u64, entry: Entry) {
         if let Some(deadline) = self.deadline_of(&entry) {
             self.expiry.push(Reverse((deadline, hash)));
         }

@@ -923,21 +923,7 @@ impl Server {
             .status()
             .expect("run kill -TERM");
         assert!(sent.success(), "kill -TERM {} failed: {sent}", self.pid());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for token-server") {
-                // Let the drain threads collect the last lines.
-                thread::sleep(Duration::from_millis(100));
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "token-server did not exit within {timeout:?} of SIGTERM\n{}",
-                    self.log_text()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_exit(timeout)
     }
 
     /// Whether any output line so far contains `needle`.

@@ -65,11 +65,8 @@ impl Core {
             self.table.commit();
             self.acks.clear();
         }
-        let sync_due = match policy {
-            AppendFsync::Always => false,
-            AppendFsync::Everysec => self.last_sync.elapsed() >= Duration::from_secs(1),
-            AppendFsync::No => false,
-        };
+        let sync_due =
+            policy == AppendFsync::Everysec && self.last_sync.elapsed() >= Duration::from_secs(1);
         if (sync_due || stopping) && !self.log.is_failed() {
             self.last_sync = std::time::Instant::now();
             let started = std::time::Instant::now();

@@ -39,12 +39,12 @@ impl Core {
             Some(Ok(cmd)) => {
                 let owner = shard_for(cmd.id(), self.shards);
                 if owner == self.id {
+                    let seq = conn.output.next_seq();
                     let origin = Origin::Conn {
                         shard: self.id,
                         conn: cref,
-                        seq: conn.output.next_seq(),
+                        seq,
                     };
-                    let seq = conn.output.next_seq();
                     match self.run_observed(cmd, origin, Client::Session(conn.session)) {
                         (Reply::Parked, _) => {
                             conn.output.push_pending(protocol);
