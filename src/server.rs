@@ -260,7 +260,7 @@ fn recover_shards(
         }
         let mut log = ShardLog::open(storage.clone(), &config.dir, shard, recovered.epoch)?;
         let snapshot = encode_snapshot(
-            table.entries().map(|e| e.to_record()),
+            table.entries().map(|e| e.as_record().to_record()),
             shard,
             shards,
             recovered.epoch,

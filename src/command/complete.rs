@@ -51,7 +51,7 @@ impl Complete {
             return errors::NOT_LOCKED;
         };
         let same_key = self.key.is_some_and(|k| entry.key_matches(&k));
-        match (entry.state, same_key) {
+        match (entry.state(), same_key) {
             (State::Locked, true) => {
                 table.complete(&self.id, self.result, ctx);
                 Reply::Ok

@@ -631,3 +631,30 @@ fn bounded_sweeps_reclaim_every_lease() {
     assert_eq!(f.table.locked(), 0, "after {rounds} rounds");
     assert_eq!(f.table.counters.expired, 100_000);
 }
+
+#[test]
+fn a_stale_deadline_never_frees_the_next_holder_of_a_reused_cell() {
+    let mut f = Fixture::new();
+    // `a` takes a cell with a 100 ms lease, gives it back, and `b` takes the same cell (freed
+    // cells are reused first) with a longer lease and then with none at all.
+    let a = key_of(&f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"100"]));
+    assert_eq!(f.unlock(b"a", &hex_key(&a)), Reply::Ok);
+    let b = key_of(&f.run(CommandKind::Lock, &[b"LOCK", b"b", b"PX", b"500"]));
+    f.now += 100;
+    assert_eq!(f.sweep(), 1, "the stale pair of `a` is popped");
+    assert_eq!(f.table.counters.expired, 0);
+    assert_eq!(f.unlock(b"b", &hex_key(&b)), Reply::Ok, "b is still held");
+    key_of(&f.lock(b"c"));
+    f.now += 1000;
+    f.sweep();
+    assert_eq!((f.table.locked(), f.table.counters.expired), (1, 0));
+    // A reused cell whose new lease ends at the same instant as the old pair says is due then:
+    // both pairs point at it, the first frees it, the second finds nothing.
+    let d = key_of(&f.run(CommandKind::Lock, &[b"LOCK", b"d", b"PX", b"50"]));
+    assert_eq!(f.unlock(b"d", &hex_key(&d)), Reply::Ok);
+    f.run(CommandKind::Lock, &[b"LOCK", b"e", b"PX", b"50"]);
+    f.now += 50;
+    assert_eq!(f.sweep(), 2);
+    assert_eq!((f.table.locked(), f.table.counters.expired), (1, 1));
+    assert_eq!(f.table.next_deadline(), None);
+}

@@ -98,7 +98,7 @@ impl Lock {
                 table.counters.mismatches += 1;
                 return errors::MISMATCH;
             }
-            return match (entry.state, self.wait_ms) {
+            return match (entry.state(), self.wait_ms) {
                 (State::Completed, _) => errors::COMPLETED,
                 (State::Locked, Some(wait_ms)) if wait_ms > 0 => {
                     let parked = table.park(

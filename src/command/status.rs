@@ -32,19 +32,19 @@ impl Status {
         let now = ctx.now_ms;
         let (state, ttl, fence, result) = match table.live(&self.id, ctx) {
             None => ("free", -1, 0, None),
-            Some(e) => match e.state {
+            Some(e) => match e.state() {
                 State::Locked => {
-                    let ttl = if e.at_ms == 0 {
+                    let ttl = if e.at_ms() == 0 {
                         -1
                     } else {
-                        i64::try_from(e.at_ms.saturating_sub(now)).unwrap_or(i64::MAX)
+                        i64::try_from(e.at_ms().saturating_sub(now)).unwrap_or(i64::MAX)
                     };
-                    ("locked", ttl, e.fence, None)
+                    ("locked", ttl, e.fence(), None)
                 }
                 State::Completed => (
                     "completed",
                     -1,
-                    e.fence,
+                    e.fence(),
                     Some(e.result().map_or(Reply::Null, Reply::bulk)),
                 ),
             },

@@ -26,7 +26,7 @@ pub fn check_holder(entry: Option<&Entry>, key: Option<KeyBytes>) -> Result<(), 
     let Some(entry) = entry else {
         return Err(errors::NOT_LOCKED);
     };
-    match entry.state {
+    match entry.state() {
         State::Completed => Err(errors::COMPLETED),
         State::Locked if key.is_some_and(|k| entry.key_matches(&k)) => Ok(()),
         State::Locked => Err(errors::BAD_KEY),

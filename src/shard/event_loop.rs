@@ -115,7 +115,7 @@ struct Core {
     last_heal: std::time::Instant,
     /// Log size after the last rewrite: the base of the growth trigger.
     rewrite_base: u64,
-    /// During a rewrite, the snapshot being encoded and the next table segment to encode.
+    /// During a rewrite, the snapshot being encoded and the next table part to encode.
     rewrite_snapshot: Option<(SnapshotEncoder, usize)>,
     log_rewrites: u64,
     log_errors: u64,

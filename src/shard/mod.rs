@@ -6,9 +6,10 @@
 //!   from outside threads into a shard (an MPSC inbox per shard).
 //! - [`event_loop`] is a shard thread: one mio loop over its connections and its mailboxes.
 
+pub mod entry;
 pub mod event_loop;
 pub mod mesh;
-pub mod segmented;
+pub mod store;
 pub mod table;
 
 /// The index of a shard, `0..shards`.

@@ -9,9 +9,11 @@
 //! - An expired lease or a reaped completion is never observed: every lookup checks the
 //!   deadline first ([`LockTable::live`]), and an active sweep ([`LockTable::expire_due`])
 //!   reclaims untouched entries with bounded work per call.
-//! - The hash map is seeded at random per table (ahash), so chosen ids cannot force collisions.
-//!   The expiry heap holds `(deadline, hash)` pairs, not copies of ids; a stale pair (the lease
-//!   was renewed or released) is recognised by its deadline and skipped.
+//! - Entries live in a [`Store`] (48-byte cells, indexed by slot). The expiry heap holds
+//!   12-byte `(deadline, slot)` pairs; a stale pair (the lease was renewed or released, the
+//!   slot reused) is recognised because the slot's entry no longer has that deadline. A reused
+//!   slot whose new entry happens to share the deadline is due anyway.
+//! - Fingerprints and results live in a side map by slot, flagged in the entry.
 //!
 //! Storage primitives live here; what each command means lives in `command/`.
 
@@ -20,7 +22,6 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use ahash::RandomState;
 use hashbrown::HashMap;
-use subtle::ConstantTimeEq;
 
 use crate::command::ApplyCtx;
 use crate::command::errors;
@@ -28,114 +29,22 @@ use crate::log::LogRecord;
 use crate::log::codec::RecordRef;
 use crate::protocol::{KeyBytes, Reply};
 use crate::shard::Origin;
-use crate::shard::segmented::Segmented;
+pub use crate::shard::entry::{Entry, Extra, MAX_FENCE, State, View};
+use crate::shard::store::{Slot, Store};
 
-/// An activity id as stored: any non-empty byte string.
+/// An activity id as commands and records carry it: any non-empty byte string.
 pub type Id = Box<[u8]>;
 
-/// Where an id stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Held by whoever has the key.
-    Locked,
-    /// Done for good (or until reaped by `--completed-retention`).
-    Completed,
+/// A lease or retention deadline in the expiry heap: `(deadline high, deadline low, slot)`,
+/// 12 bytes, ordered by deadline.
+type Due = (u32, u32, Slot);
+
+fn due(deadline_ms: u64, slot: Slot) -> Reverse<Due> {
+    Reverse(((deadline_ms >> 32) as u32, deadline_ms as u32, slot))
 }
 
-/// Rarely used parts of an entry, kept out of line so plain locks stay small.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Extra {
-    /// The fingerprint given with LOCK.
-    pub fingerprint: Option<Box<[u8]>>,
-    /// The result given with COMPLETE.
-    pub result: Option<Box<[u8]>>,
-}
-
-/// A stored id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    id: Id,
-    /// Locked or completed.
-    pub state: State,
-    /// The key handed out by the LOCK that took the id.
-    pub key: KeyBytes,
-    /// The fencing token of that grant.
-    pub fence: u64,
-    /// Locked: when the lease ends (Unix ms; 0 = no lease). Completed: when it completed.
-    pub at_ms: u64,
-    /// Fingerprint and result, if any.
-    pub extra: Option<Box<Extra>>,
-}
-
-impl Entry {
-    /// A locked entry, as a grant or a replayed `Lock` record makes it.
-    fn locked(
-        id: Id,
-        key: KeyBytes,
-        fence: u64,
-        deadline_ms: u64,
-        fingerprint: Option<Box<[u8]>>,
-    ) -> Entry {
-        Entry {
-            id,
-            state: State::Locked,
-            key,
-            fence,
-            at_ms: deadline_ms,
-            extra: fingerprint.map(|f| {
-                Box::new(Extra {
-                    fingerprint: Some(f),
-                    result: None,
-                })
-            }),
-        }
-    }
-
-    /// The id.
-    pub fn id(&self) -> &[u8] {
-        &self.id
-    }
-
-    /// Compares `key` with this entry's key in constant time.
-    pub fn key_matches(&self, key: &KeyBytes) -> bool {
-        self.key.ct_eq(key).into()
-    }
-
-    /// The fingerprint, if one was given.
-    pub fn fingerprint(&self) -> Option<&[u8]> {
-        self.extra.as_ref()?.fingerprint.as_deref()
-    }
-
-    /// The stored result, if any.
-    pub fn result(&self) -> Option<&[u8]> {
-        self.extra.as_ref()?.result.as_deref()
-    }
-
-    /// The record that recreates this entry, borrowing from it (no copies: for rewrites).
-    pub fn as_record(&self) -> RecordRef<'_> {
-        match self.state {
-            State::Locked => RecordRef::Lock {
-                id: &self.id,
-                key: self.key,
-                fence: self.fence,
-                deadline_ms: self.at_ms,
-                fingerprint: self.fingerprint(),
-            },
-            State::Completed => RecordRef::Complete {
-                id: &self.id,
-                key: self.key,
-                fence: self.fence,
-                at_ms: self.at_ms,
-                fingerprint: self.fingerprint(),
-                result: self.result(),
-            },
-        }
-    }
-
-    /// The record that recreates this entry.
-    pub fn to_record(&self) -> LogRecord {
-        self.as_record().to_record()
-    }
+fn unpack(due: &Due) -> (u64, Slot) {
+    ((u64::from(due.0) << 32) | u64::from(due.1), due.2)
 }
 
 /// A LOCK ... WAIT queued for a locked id.
@@ -167,20 +76,20 @@ pub struct Delivery {
 /// How to take back one logged change if the log could not store it.
 #[derive(Debug)]
 enum Undo {
-    /// A grant: remove the entry with this fence.
-    Grant { hash: u64, fence: u64 },
+    /// A grant: remove the entry in this slot if it still has this fence.
+    Grant { slot: Slot, fence: u64 },
     /// A release: put the removed entry back.
-    Release(Entry),
+    Release(Entry, Option<Extra>),
     /// A completion: back to locked with this deadline and result.
     Complete {
-        hash: u64,
+        slot: Slot,
         fence: u64,
         deadline_ms: u64,
         result: Option<Box<[u8]>>,
     },
     /// A renewal: back to this deadline.
     Renew {
-        hash: u64,
+        slot: Slot,
         fence: u64,
         deadline_ms: u64,
     },
@@ -211,9 +120,9 @@ pub struct Counters {
 /// The lock table of one shard.
 #[derive(Debug)]
 pub struct LockTable {
-    hasher: RandomState,
-    entries: Segmented<Entry>,
-    expiry: BinaryHeap<Reverse<(u64, u64)>>,
+    store: Store,
+    extras: HashMap<Slot, Extra, RandomState>,
+    expiry: BinaryHeap<Reverse<Due>>,
     waits: HashMap<Id, VecDeque<Waiter>, RandomState>,
     wait_deadlines: BinaryHeap<Reverse<(u64, u64, Id)>>,
     next_waiter: u64,
@@ -231,8 +140,8 @@ impl LockTable {
     /// An empty table with a randomly seeded hasher.
     pub fn new(policy: Policy) -> Self {
         LockTable {
-            hasher: RandomState::new(),
-            entries: Segmented::default(),
+            store: Store::default(),
+            extras: HashMap::default(),
             expiry: BinaryHeap::new(),
             waits: HashMap::default(),
             wait_deadlines: BinaryHeap::new(),
@@ -257,110 +166,139 @@ impl LockTable {
     pub fn roll_back(&mut self) {
         while let Some(step) = self.undo.pop() {
             match step {
-                Undo::Grant { hash, fence } => {
-                    if let Ok(slot) = self.entries.find_entry(hash, |e| e.fence == fence) {
-                        slot.remove();
-                        self.locked -= 1;
+                Undo::Grant { slot, fence } => {
+                    if self.store.get(slot).is_some_and(|e| e.fence() == fence) {
+                        self.remove_slot(slot);
                     }
                 }
-                Undo::Release(entry) => self.insert(entry),
+                Undo::Release(entry, extra) => {
+                    let hash = self.store.hash(entry.id());
+                    self.insert_hashed(hash, entry, extra);
+                }
                 Undo::Complete {
-                    hash,
+                    slot,
                     fence,
                     deadline_ms,
                     result,
                 } => {
-                    if let Some(e) = self.entries.find_mut(hash, |e| e.fence == fence) {
-                        e.state = State::Locked;
-                        e.at_ms = deadline_ms;
-                        if let Some(extra) = e.extra.as_mut() {
+                    let Some(e) = self.store.get_mut(slot).filter(|e| e.fence() == fence) else {
+                        continue;
+                    };
+                    e.set_state(State::Locked, deadline_ms);
+                    let keep = match self.extras.get_mut(&slot) {
+                        Some(extra) => {
                             extra.result = result;
+                            !extra.is_empty()
                         }
-                        if e.extra.as_ref().is_some_and(|x| **x == Extra::default()) {
-                            e.extra = None;
-                        }
-                        self.completed -= 1;
-                        self.locked += 1;
-                        if deadline_ms != 0 {
-                            self.expiry.push(Reverse((deadline_ms, hash)));
-                        }
+                        None => false,
+                    };
+                    if !keep {
+                        e.set_has_extra(false);
+                        self.extras.remove(&slot);
+                    }
+                    self.completed -= 1;
+                    self.locked += 1;
+                    if deadline_ms != 0 {
+                        self.expiry.push(due(deadline_ms, slot));
                     }
                 }
                 Undo::Renew {
-                    hash,
+                    slot,
                     fence,
                     deadline_ms,
                 } => {
-                    if let Some(e) = self.entries.find_mut(hash, |e| e.fence == fence) {
-                        e.at_ms = deadline_ms;
-                        self.expiry.push(Reverse((deadline_ms, hash)));
+                    if let Some(e) = self.store.get_mut(slot).filter(|e| e.fence() == fence) {
+                        e.set_at_ms(deadline_ms);
+                        self.expiry.push(due(deadline_ms, slot));
                     }
                 }
             }
         }
     }
 
-    fn hash(&self, id: &[u8]) -> u64 {
-        self.hasher.hash_one(id)
+    fn view(&self, slot: Slot) -> Option<View<'_>> {
+        let entry = self.store.get(slot)?;
+        let extra = if entry.has_extra() {
+            self.extras.get(&slot)
+        } else {
+            None
+        };
+        Some(View::new(entry, extra))
+    }
+
+    fn slot_of(&self, id: &[u8]) -> Option<Slot> {
+        self.store.find(self.store.hash(id), id)
     }
 
     /// The entry for `id` as stored, without checking deadlines.
-    pub fn peek(&self, id: &[u8]) -> Option<&Entry> {
-        self.entries.find(self.hash(id), |e| &*e.id == id)
+    pub fn peek(&self, id: &[u8]) -> Option<View<'_>> {
+        self.view(self.slot_of(id)?)
     }
 
     /// The entry for `id` if it is locked or completed *now*: an expired lease is freed (and
     /// its first waiter granted) and a completion past retention is reaped before answering.
-    pub fn live(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) -> Option<&mut Entry> {
-        let hash = self.hash(id);
-        let due = self.is_due(self.entries.find(hash, |e| &*e.id == id)?, ctx.now_ms);
-        if due {
-            self.expire_entry(hash, id, ctx);
+    pub fn live(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) -> Option<View<'_>> {
+        let hash = self.store.hash(id);
+        let mut slot = self.store.find(hash, id)?;
+        if self
+            .store
+            .get(slot)
+            .is_some_and(|e| self.is_due(e, ctx.now_ms))
+        {
+            self.expire_slot(slot, ctx);
+            // The first waiter, if any, has just been granted the id.
+            slot = self.store.find(hash, id)?;
         }
-        self.entries.find_mut(hash, |e| &*e.id == id)
+        self.view(slot)
     }
 
     fn is_due(&self, e: &Entry, now_ms: u64) -> bool {
-        match e.state {
-            State::Locked => e.at_ms != 0 && e.at_ms <= now_ms,
-            State::Completed => {
-                self.policy.retention_ms != 0
-                    && e.at_ms.saturating_add(self.policy.retention_ms) <= now_ms
-            }
-        }
-    }
-
-    /// Whether `e` is the entry a heap pair `(deadline, hash)` points at. The hash must be
-    /// compared in full: the table's probe only filters on a few bits of it, and many entries
-    /// can share a deadline.
-    fn is_target(&self, e: &Entry, deadline: u64, hash: u64) -> bool {
-        self.deadline_of(e) == Some(deadline) && self.hash(&e.id) == hash
+        self.deadline_of(e).is_some_and(|d| d <= now_ms)
     }
 
     /// When `e` must go, if ever.
     fn deadline_of(&self, e: &Entry) -> Option<u64> {
-        match e.state {
-            State::Locked => (e.at_ms != 0).then_some(e.at_ms),
+        match e.state() {
+            State::Locked => (e.at_ms() != 0).then_some(e.at_ms()),
             State::Completed => (self.policy.retention_ms != 0)
-                .then(|| e.at_ms.saturating_add(self.policy.retention_ms)),
+                .then(|| e.at_ms().saturating_add(self.policy.retention_ms)),
         }
     }
 
-    fn expire_entry(&mut self, hash: u64, id: &[u8], ctx: &mut ApplyCtx<'_>) {
-        let Ok(slot) = self.entries.find_entry(hash, |e| &*e.id == id) else {
+    /// Whether the heap pair `(deadline, slot)` still stands for the entry in `slot`.
+    fn is_target(&self, deadline: u64, slot: Slot) -> bool {
+        self.store
+            .get(slot)
+            .is_some_and(|e| self.deadline_of(e) == Some(deadline))
+    }
+
+    /// Removes the entry in `slot` with its extra parts, keeping the counts.
+    fn remove_slot(&mut self, slot: Slot) -> Option<(Entry, Option<Extra>)> {
+        let entry = self.store.remove(slot)?;
+        let extra = if entry.has_extra() {
+            self.extras.remove(&slot)
+        } else {
+            None
+        };
+        match entry.state() {
+            State::Locked => self.locked -= 1,
+            State::Completed => self.completed -= 1,
+        }
+        Some((entry, extra))
+    }
+
+    fn expire_slot(&mut self, slot: Slot, ctx: &mut ApplyCtx<'_>) {
+        let Some((entry, _)) = self.remove_slot(slot) else {
             return;
         };
-        let (entry, _) = slot.remove();
-        match entry.state {
+        match entry.state() {
             State::Locked => {
-                self.locked -= 1;
                 self.counters.expired += 1;
-                self.grant_next(entry.id, ctx);
+                if !self.waits.is_empty() {
+                    self.grant_next(entry.id(), ctx);
+                }
             }
-            State::Completed => {
-                self.completed -= 1;
-                self.counters.reaped += 1;
-            }
+            State::Completed => self.counters.reaped += 1,
         }
     }
 
@@ -378,80 +316,95 @@ impl LockTable {
         let deadline_ms = lease_ms
             .or(self.policy.default_lease_ms)
             .map_or(0, |ms| ctx.now_ms.saturating_add(ms).max(1));
+        let hash = self.store.hash(&id);
+        let entry = Entry::new(&id, State::Locked, key, fence, deadline_ms);
+        let extra = fingerprint.clone().map(|f| Extra {
+            fingerprint: Some(f),
+            result: None,
+        });
+        let slot = self.insert_hashed(hash, entry, extra);
+        self.undo.push(Undo::Grant { slot, fence });
         ctx.records.push(LogRecord::Lock {
-            id: id.clone(),
+            id,
             key,
             fence,
             deadline_ms,
-            fingerprint: fingerprint.clone(),
+            fingerprint,
         });
-        let hash = self.hash(&id);
-        self.undo.push(Undo::Grant { hash, fence });
-        self.insert_hashed(
-            hash,
-            Entry::locked(id, key, fence, deadline_ms, fingerprint),
-        );
         (key, fence)
     }
 
-    /// Stores an entry for a free id (a grant, or a record replayed at start-up).
-    pub fn insert(&mut self, entry: Entry) {
-        self.insert_hashed(self.hash(&entry.id), entry);
-    }
-
-    /// [`LockTable::insert`] for an entry whose id's hash is already known.
-    fn insert_hashed(&mut self, hash: u64, entry: Entry) {
-        if let Some(deadline) = self.deadline_of(&entry) {
-            self.expiry.push(Reverse((deadline, hash)));
-        }
-        match entry.state {
+    /// Stores an entry for a free id, with its extra parts. Returns its slot.
+    fn insert_hashed(&mut self, hash: u64, mut entry: Entry, extra: Option<Extra>) -> Slot {
+        let deadline = self.deadline_of(&entry);
+        match entry.state() {
             State::Locked => self.locked += 1,
             State::Completed => self.completed += 1,
         }
-        let hasher = &self.hasher;
-        self.entries
-            .insert_unique(hash, entry, |e| hasher.hash_one(&e.id));
+        let extra = extra.filter(|x| !x.is_empty());
+        entry.set_has_extra(extra.is_some());
+        let slot = self.store.insert(hash, entry);
+        if let Some(extra) = extra {
+            self.extras.insert(slot, extra);
+        }
+        if let Some(deadline) = deadline {
+            self.expiry.push(due(deadline, slot));
+        }
+        slot
     }
 
     /// Frees a locked id and grants it to its first waiter, if any.
     pub fn release(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) {
-        let hash = self.hash(id);
-        if let Ok(slot) = self.entries.find_entry(hash, |e| &*e.id == id) {
-            let (entry, _) = slot.remove();
-            self.locked -= 1;
-            let id = entry.id.clone();
-            ctx.records.push(LogRecord::Unlock { id: id.clone() });
-            self.undo.push(Undo::Release(entry));
+        let Some(slot) = self.slot_of(id) else {
+            return;
+        };
+        let Some((entry, extra)) = self.remove_slot(slot) else {
+            return;
+        };
+        ctx.records.push(LogRecord::Unlock { id: id.into() });
+        self.undo.push(Undo::Release(entry, extra));
+        if !self.waits.is_empty() {
             self.grant_next(id, ctx);
         }
     }
 
     /// Completes a locked id, storing `result`, and tells every waiter it is completed.
     pub fn complete(&mut self, id: &[u8], result: Option<Box<[u8]>>, ctx: &mut ApplyCtx<'_>) {
-        let hash = self.hash(id);
-        let retention = self.policy.retention_ms;
-        let Some(e) = self.entries.find_mut(hash, |e| &*e.id == id) else {
+        let Some(slot) = self.slot_of(id) else {
             return;
         };
+        let Some(e) = self.store.get_mut(slot) else {
+            return;
+        };
+        let previous = if e.has_extra() {
+            self.extras.get_mut(&slot).and_then(|x| x.result.take())
+        } else {
+            None
+        };
         self.undo.push(Undo::Complete {
-            hash,
-            fence: e.fence,
-            deadline_ms: e.at_ms,
-            result: e.extra.as_mut().and_then(|x| x.result.take()),
+            slot,
+            fence: e.fence(),
+            deadline_ms: e.at_ms(),
+            result: previous,
         });
-        e.state = State::Completed;
-        e.at_ms = ctx.now_ms;
+        e.set_state(State::Completed, ctx.now_ms);
         if result.is_some() {
-            e.extra.get_or_insert_with(Box::default).result = result;
+            e.set_has_extra(true);
+            self.extras.entry(slot).or_default().result = result;
         }
-        ctx.records.push(e.to_record());
+        if let Some(record) = self.view(slot).map(|v| v.as_record().to_record()) {
+            ctx.records.push(record);
+        }
         self.locked -= 1;
         self.completed += 1;
+        let retention = self.policy.retention_ms;
         if retention != 0 {
             self.expiry
-                .push(Reverse((ctx.now_ms.saturating_add(retention), hash)));
+                .push(due(ctx.now_ms.saturating_add(retention), slot));
         }
-        if let Some(queue) = self.waits.remove(id) {
+        if !self.waits.is_empty()
+            && let Some(queue) = self.waits.remove(id)
+        {
             self.waiting -= queue.len();
             for w in queue {
                 ctx.deliveries.push(Delivery {
@@ -465,16 +418,18 @@ impl LockTable {
 
     /// Moves the lease deadline of a locked id.
     pub fn renew(&mut self, id: &[u8], lease_ms: u64, ctx: &mut ApplyCtx<'_>) {
-        let hash = self.hash(id);
         let deadline_ms = ctx.now_ms.saturating_add(lease_ms).max(1);
-        if let Some(e) = self.entries.find_mut(hash, |e| &*e.id == id) {
+        let Some(slot) = self.slot_of(id) else {
+            return;
+        };
+        if let Some(e) = self.store.get_mut(slot) {
             self.undo.push(Undo::Renew {
-                hash,
-                fence: e.fence,
-                deadline_ms: e.at_ms,
+                slot,
+                fence: e.fence(),
+                deadline_ms: e.at_ms(),
             });
-            e.at_ms = deadline_ms;
-            self.expiry.push(Reverse((deadline_ms, hash)));
+            e.set_at_ms(deadline_ms);
+            self.expiry.push(due(deadline_ms, slot));
             ctx.records.push(LogRecord::Renew {
                 id: id.into(),
                 deadline_ms,
@@ -515,23 +470,23 @@ impl LockTable {
     }
 
     /// Grants a just-freed id to its first waiter.
-    fn grant_next(&mut self, id: Id, ctx: &mut ApplyCtx<'_>) {
-        let Some(queue) = self.waits.get_mut(&id) else {
+    fn grant_next(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) {
+        let Some(queue) = self.waits.get_mut(id) else {
             return;
         };
         let Some(w) = queue.pop_front() else {
-            self.waits.remove(&id);
+            self.waits.remove(id);
             return;
         };
         if queue.is_empty() {
-            self.waits.remove(&id);
+            self.waits.remove(id);
         }
         self.waiting -= 1;
-        let (key, fence) = self.grant(id.clone(), w.lease_ms, w.fingerprint, ctx);
+        let (key, fence) = self.grant(id.into(), w.lease_ms, w.fingerprint, ctx);
         ctx.deliveries.push(Delivery {
             origin: w.origin,
             reply: lock_reply(key, fence, w.with_fence),
-            grant: Some((id, key)),
+            grant: Some((id.into(), key)),
         });
     }
 
@@ -548,7 +503,7 @@ impl LockTable {
         while done < budget {
             // Take whichever deadline comes first; on a tie the lease goes first, so a waiter
             // whose wait ends at the very instant the lease does still gets the lock.
-            let lease = self.expiry.peek().map(|Reverse((d, _))| *d);
+            let lease = self.expiry.peek().map(|Reverse(d)| unpack(d).0);
             let wait = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
             let lease_first = match (lease, wait) {
                 (Some(l), Some(w)) => l <= w,
@@ -562,15 +517,12 @@ impl LockTable {
             }
             done += 1;
             if lease_first {
-                let Some(Reverse((deadline, hash))) = self.expiry.pop() else {
+                let Some(Reverse(pair)) = self.expiry.pop() else {
                     break;
                 };
-                let target = self
-                    .entries
-                    .find(hash, |e| self.is_target(e, deadline, hash))
-                    .map(|e| e.id.clone());
-                if let Some(id) = target {
-                    self.expire_entry(hash, &id, ctx);
+                let (deadline, slot) = unpack(&pair);
+                if self.is_target(deadline, slot) {
+                    self.expire_slot(slot, ctx);
                 }
             } else {
                 let Some(Reverse((_, seq, id))) = self.wait_deadlines.pop() else {
@@ -630,10 +582,9 @@ impl LockTable {
             let heap = std::mem::take(&mut self.expiry);
             self.expiry = heap
                 .into_iter()
-                .filter(|Reverse((d, h))| {
-                    self.entries
-                        .find(*h, |e| self.is_target(e, *d, *h))
-                        .is_some()
+                .filter(|Reverse(pair)| {
+                    let (deadline, slot) = unpack(pair);
+                    self.is_target(deadline, slot)
                 })
                 .collect();
         }
@@ -652,7 +603,7 @@ impl LockTable {
 
     /// The earliest deadline of a lease, retention or waiter, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        let a = self.expiry.peek().map(|Reverse((d, _))| *d);
+        let a = self.expiry.peek().map(|Reverse(d)| unpack(d).0);
         let b = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -661,16 +612,24 @@ impl LockTable {
     }
 
     /// Loads a recovered record (a `Lock` or `Complete` assignment) at start-up. Entries whose
-    /// lease or retention already ended are skipped. Returns whether the entry was loaded.
+    /// lease or retention already ended are skipped, and so are fences this server could
+    /// never have handed out (above [`MAX_FENCE`]). Returns whether the entry was loaded.
     pub fn restore(&mut self, record: LogRecord, now_ms: u64) -> bool {
-        let entry = match record {
+        let (id, entry, extra) = match record {
             LogRecord::Lock {
                 id,
                 key,
                 fence,
                 deadline_ms,
                 fingerprint,
-            } => Entry::locked(id, key, fence, deadline_ms, fingerprint),
+            } if fence <= MAX_FENCE => {
+                let entry = Entry::new(&id, State::Locked, key, fence, deadline_ms);
+                let extra = Extra {
+                    fingerprint,
+                    result: None,
+                };
+                (id, entry, extra)
+            }
             LogRecord::Complete {
                 id,
                 key,
@@ -678,37 +637,44 @@ impl LockTable {
                 at_ms,
                 fingerprint,
                 result,
-            } => Entry {
-                id,
-                state: State::Completed,
-                key,
-                fence,
-                at_ms,
-                extra: (fingerprint.is_some() || result.is_some()).then(|| {
-                    Box::new(Extra {
+            } if fence <= MAX_FENCE => {
+                let entry = Entry::new(&id, State::Completed, key, fence, at_ms);
+                (
+                    id,
+                    entry,
+                    Extra {
                         fingerprint,
                         result,
-                    })
-                }),
-            },
+                    },
+                )
+            }
             _ => return false,
         };
-        if self.is_due(&entry, now_ms) || self.peek(&entry.id).is_some() {
+        let hash = self.store.hash(&id);
+        if self.is_due(&entry, now_ms) || self.store.find(hash, &id).is_some() {
             return false;
         }
-        self.insert(entry);
+        self.insert_hashed(hash, entry, Some(extra));
         true
     }
 
-    /// The entries of segment `n` of the table (`0..SEGMENTS`), for rewriting the log a part
-    /// at a time.
-    pub fn segment(&self, n: usize) -> impl Iterator<Item = &Entry> {
-        self.entries.segment(n)
+    /// Number of parts [`LockTable::part`] splits the table into, for rewriting the log a
+    /// part at a time. An entry never moves between parts; entries stored after a rewrite
+    /// began may land in any part, and their records are kept in the new log anyway.
+    pub fn parts(&self) -> usize {
+        self.store.chunks()
     }
 
-    /// Every stored entry, for rewriting the log.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter()
+    /// The records that recreate the entries of part `n` (`0..parts()`), borrowing from them.
+    pub fn part(&self, n: usize) -> impl Iterator<Item = RecordRef<'_>> {
+        self.store
+            .chunk(n)
+            .filter_map(|(slot, _)| Some(self.view(slot)?.as_record()))
+    }
+
+    /// Every stored entry, with its extra parts.
+    pub fn entries(&self) -> impl Iterator<Item = View<'_>> {
+        self.store.iter().filter_map(|(slot, _)| self.view(slot))
     }
 
     /// Number of stored ids (locked plus completed).

@@ -1,6 +1,6 @@
 //! The durability half of a shard's loop: writing each iteration's records to the log before
 //! their replies leave (group commit), failing a batch the log cannot take, and rewriting the
-//! log in the background, its snapshot encoded a few table segments per iteration.
+//! log in the background, its snapshot encoded a few table parts (slab chunks) per iteration.
 
 use std::time::Duration;
 
@@ -11,7 +11,6 @@ use super::{Ack, Core, IOERR, REWRITE_ENTRIES_PER_ITERATION};
 use crate::config::AppendFsync;
 use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
-use crate::shard::segmented::SEGMENTS;
 
 impl Core {
     /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
@@ -98,7 +97,7 @@ impl Core {
 
     /// Starts rewriting the log without stalling the shard: the log keeps every record
     /// appended from now on for the new file, and [`Core::continue_rewrite`] encodes the
-    /// snapshot a few table segments per loop iteration, each from committed state, then
+    /// snapshot a few table parts per loop iteration, each from committed state, then
     /// hands it to the log's background writer. The snapshot followed by the kept records
     /// ends with each id's current state, since records are assignments.
     fn begin_rewrite(&mut self) {
@@ -122,7 +121,7 @@ impl Core {
         );
     }
 
-    /// Encodes the next table segments of a running rewrite's snapshot, about
+    /// Encodes the next table parts of a running rewrite's snapshot, about
     /// [`REWRITE_ENTRIES_PER_ITERATION`] entries per loop iteration; after the last one, hands
     /// the snapshot to the log's background writer.
     fn continue_rewrite(&mut self) {
@@ -130,14 +129,14 @@ impl Core {
             return;
         };
         let mut done = 0;
-        while segment < SEGMENTS && done < REWRITE_ENTRIES_PER_ITERATION {
-            for entry in self.table.segment(segment) {
-                encoder.push(&entry.as_record());
+        while segment < self.table.parts() && done < REWRITE_ENTRIES_PER_ITERATION {
+            for record in self.table.part(segment) {
+                encoder.push(&record);
                 done += 1;
             }
             segment += 1;
         }
-        if segment < SEGMENTS {
+        if segment < self.table.parts() {
             self.rewrite_snapshot = Some((encoder, segment));
         } else if let Err(e) = self.log.submit_snapshot(encoder.finish()) {
             self.log_errors += 1;
