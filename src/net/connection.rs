@@ -57,8 +57,9 @@ impl Input {
         }
     }
 
-    /// Reads once from `src` into free space. `Ok(0)` means the peer closed.
-    pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
+    /// Reads once from `src` into free space. Returns the bytes read (0: the peer closed) and
+    /// whether they filled less than the space offered.
+    pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<(usize, bool)> {
         let want = READ_CHUNK.max(self.need.saturating_sub(self.end - self.start));
         if self.buf.len() - self.end < want {
             if self.start > 0 {
@@ -70,9 +71,10 @@ impl Input {
                 self.buf.resize(self.end + want, 0);
             }
         }
+        let offered = self.buf.len() - self.end;
         let n = src.read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n < offered))
     }
 
     /// Number of undecoded bytes.
@@ -478,7 +480,7 @@ mod tests {
         let mut src = &data[..];
         input.need = 100_000;
         while input.len() < 100_000 {
-            assert!(input.read_from(&mut src).unwrap() > 0);
+            assert!(input.read_from(&mut src).unwrap().0 > 0);
         }
         input.consume(99_990);
         assert_eq!(input.pending(), &[7u8; 10][..]);

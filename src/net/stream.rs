@@ -23,6 +23,13 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Whether a read that returns less than it was offered proves the connection drained:
+    /// true for a plain socket (epoll reports the next arrival as a new edge), false for TLS,
+    /// whose session may hold decrypted bytes the socket no longer has.
+    pub fn short_read_drains(&self) -> bool {
+        matches!(self, Stream::Plain(_))
+    }
+
     fn tcp(&mut self) -> &mut TcpStream {
         match self {
             Stream::Plain(s) => s,

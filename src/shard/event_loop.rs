@@ -290,7 +290,10 @@ impl<C: Clock> Shard<C> {
     }
 
     /// Reads and runs requests from connection `idx` until its socket is drained, its input is
-    /// incomplete, or it is backlogged.
+    /// incomplete, or it is backlogged. A plain socket counts as drained after a read that did
+    /// not fill the space offered: on epoll, data arriving later is a new readiness event, so
+    /// the read that would only answer `WouldBlock` is skipped (one syscall less per request
+    /// when clients do not pipeline).
     fn serve(&mut self, idx: usize) {
         if self.stopping {
             // A stopping shard reads no more requests.
@@ -303,6 +306,7 @@ impl<C: Clock> Shard<C> {
             slot: idx as u32,
             conn_id: conn.session.id,
         };
+        let mut drained = false;
         loop {
             run_requests(&mut self.core, &mut self.decoder, conn, cref);
             if conn.paused || conn.closing {
@@ -312,13 +316,19 @@ impl<C: Clock> Shard<C> {
                 self.query_buffer_exceeded(idx);
                 break;
             }
+            if drained {
+                break;
+            }
             match conn.input.read_from(&mut conn.stream) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     // The peer closed: nothing more can be read, and nobody reads replies.
                     self.close(idx);
                     return;
                 }
-                Ok(_) => conn.last_active_ms = self.core.now_ms,
+                Ok((_, short)) => {
+                    conn.last_active_ms = self.core.now_ms;
+                    drained = short && conn.stream.short_read_drains();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
