@@ -9,7 +9,9 @@
 //!   always stays the last thing in its file, where recovery drops it.
 //! - A rewrite writes `snapshot + records appended since it began` to
 //!   `appendonly.log.rewrite`, syncs it, renames it over `appendonly.log` and syncs the
-//!   directory. Until the rename, every record also goes to the old file, so a crash at any
+//!   directory. The snapshot, and then the records kept meanwhile in catch-up rounds of a
+//!   background thread, are written beside the shard; only the last few records, a sync, the
+//!   rename and the directory sync happen on the shard's thread. Until the rename, every record also goes to the old file, so a crash at any
 //!   point leaves one complete log under the name: the old one or the new one.
 //! - Nothing is appended to the new file before the directory sync succeeds: a record in it
 //!   could otherwise be lost with the rename.
@@ -33,6 +35,14 @@ use super::{LOG_FILE, REWRITE_FILE, shard_dir};
 const BUFFER_CAPACITY: usize = 64 * 1024;
 const BUFFER_SHRINK: usize = 4 * 1024 * 1024;
 
+/// A rewrite whose kept records (written to the old file since it began) exceed this many
+/// bytes when its background write ends copies them in another background round instead of
+/// on the shard's thread, where the switch must stay short.
+const CATCH_UP_BYTES: usize = 256 * 1024;
+/// Background rounds per rewrite at most: a shard appending faster than the disk takes the
+/// copy still finishes its rewrite, with a longer switch.
+const CATCH_UP_ROUNDS: u32 = 8;
+
 /// What a finished rewrite did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RewriteReport {
@@ -46,6 +56,10 @@ pub struct RewriteReport {
     pub tail_len: u64,
     /// Time from `begin_rewrite` to the switch.
     pub elapsed: Duration,
+    /// Background catch-up rounds that copied kept records before the switch.
+    pub rounds: u32,
+    /// Time the switch itself took on the caller's thread (last records, syncs, rename).
+    pub switch: Duration,
 }
 
 /// A rewrite in progress.
@@ -54,7 +68,11 @@ struct Rewrite {
     /// while the caller is still encoding the snapshot (records are already being kept).
     worker: Option<JoinHandle<io::Result<Box<dyn LogFile>>>>,
     snapshot_len: u64,
-    /// Every record appended since the rewrite began.
+    /// Bytes of kept records the background rounds have copied into the new file.
+    caught_up: u64,
+    /// Background rounds started after the snapshot's.
+    rounds: u32,
+    /// Every record appended since the rewrite began, less what background rounds copied.
     tail: Vec<u8>,
     /// Bytes at the front of the append buffer that were appended before the rewrite began
     /// and have not been written since (they are in the snapshot already).
@@ -68,6 +86,7 @@ impl fmt::Debug for Rewrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rewrite")
             .field("snapshot_len", &self.snapshot_len)
+            .field("caught_up", &self.caught_up)
             .field("tail_len", &self.tail.len())
             .field("pre_begin", &self.pre_begin)
             .field("abandoned", &self.abandoned)
@@ -90,6 +109,7 @@ pub struct ShardLog {
     unsynced: bool,
     failed: bool,
     rewrite: Option<Rewrite>,
+    catch_up_bytes: usize,
 }
 
 impl ShardLog {
@@ -145,6 +165,7 @@ impl ShardLog {
             unsynced: false,
             failed: false,
             rewrite: None,
+            catch_up_bytes: CATCH_UP_BYTES,
         })
     }
 
@@ -268,6 +289,8 @@ impl ShardLog {
         self.rewrite = Some(Rewrite {
             worker: None,
             snapshot_len: 0,
+            caught_up: 0,
+            rounds: 0,
             tail: Vec::new(),
             pre_begin: self.buf.len(),
             abandoned: false,
@@ -315,36 +338,33 @@ impl ShardLog {
         }
     }
 
-    /// Finishes a rewrite whose background write is done: appends the records kept since
-    /// it began (minus those still buffered, which the next flush writes), syncs, renames
-    /// over the old log, syncs the directory and switches to the new file, clearing a
-    /// failure. `Some` when a rewrite ended, ok or not; `None` while running or idle. Blocks
-    /// only for the tail write and two syncs.
+    /// Advances a rewrite whose background write is done. If the records kept since it began
+    /// that are already in the old file exceed the catch-up size, another background round
+    /// appends and syncs them to the new file (up to [`CATCH_UP_ROUNDS`] rounds). Otherwise it
+    /// finishes: appends the rest of the kept records (minus those still buffered, which the
+    /// next flush writes), syncs, renames over the old log, syncs the directory and switches
+    /// to the new file, clearing a failure. `Some` when a rewrite ended, ok or not; `None`
+    /// while running or idle. Blocks only for that last, short write and two syncs.
     ///
     /// If it fails before the rename, the old log stays in use, complete. If only the
     /// directory sync fails, the new file is in use but the log is failed (a crash could
     /// bring the old name back), so nothing is acknowledged until another rewrite succeeds.
     pub fn poll_rewrite(&mut self) -> Option<io::Result<RewriteReport>> {
-        if !self.rewrite.as_ref()?.worker.as_ref()?.is_finished() {
+        let rewrite = self.rewrite.as_mut()?;
+        if !rewrite.worker.as_ref()?.is_finished() {
             return None;
         }
-        let rewrite = self.rewrite.take()?;
-        let Rewrite {
-            worker,
-            snapshot_len,
-            tail,
-            pre_begin,
-            abandoned,
-            started,
-        } = rewrite;
-        let written = worker
+        let written = rewrite
+            .worker
+            .take()
             .ok_or_else(|| io::Error::other("the log rewrite had no snapshot"))
             .and_then(|w| {
                 w.join()
                     .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")))
             });
         let file = match written {
-            Ok(_) if abandoned => {
+            Ok(_) if rewrite.abandoned => {
+                self.rewrite = None;
                 self.discard_rewrite_file();
                 return Some(Err(io::Error::other(
                     "log rewrite abandoned: its snapshot holds records whose flush failed",
@@ -352,11 +372,41 @@ impl ShardLog {
             }
             Ok(file) => file,
             Err(e) => {
+                self.rewrite = None;
                 self.discard_rewrite_file();
                 return Some(Err(with_path(e, "rewriting", &self.rewrite_path)));
             }
         };
-        Some(self.switch(file, snapshot_len, &tail, pre_begin, started))
+        let unwritten = self.buf.len().saturating_sub(rewrite.pre_begin);
+        let ready = rewrite.tail.len().saturating_sub(unwritten);
+        if ready > self.catch_up_bytes && rewrite.rounds < CATCH_UP_ROUNDS {
+            let chunk: Vec<u8> = rewrite.tail.drain(..ready).collect();
+            let spawned = thread::Builder::new()
+                .name(format!("log-rewrite-{}", self.shard))
+                .spawn(move || catch_up(file, &chunk));
+            match spawned {
+                Ok(worker) => {
+                    rewrite.worker = Some(worker);
+                    rewrite.caught_up += ready as u64;
+                    rewrite.rounds += 1;
+                    return None;
+                }
+                Err(e) => {
+                    self.rewrite = None;
+                    self.discard_rewrite_file();
+                    return Some(Err(e));
+                }
+            }
+        }
+        let rewrite = self.rewrite.take()?;
+        Some(self.switch(file, &rewrite))
+    }
+
+    /// Sets the size of kept records above which a rewrite copies them in a background round
+    /// (tests use tiny logs).
+    #[cfg(test)]
+    pub(crate) fn set_catch_up_bytes(&mut self, bytes: usize) {
+        self.catch_up_bytes = bytes;
     }
 
     /// Whether a rewrite is running.
@@ -367,14 +417,13 @@ impl ShardLog {
     fn switch(
         &mut self,
         mut file: Box<dyn LogFile>,
-        snapshot_len: u64,
-        tail: &[u8],
-        pre_begin: usize,
-        started: Instant,
+        rewrite: &Rewrite,
     ) -> io::Result<RewriteReport> {
+        let switch_started = Instant::now();
         // The buffer holds, after `pre_begin` stale bytes, a suffix of `tail` not yet
         // written anywhere; the rest of `tail` went to the old file and must go to the new.
-        let unwritten = self.buf.len().saturating_sub(pre_begin);
+        let unwritten = self.buf.len().saturating_sub(rewrite.pre_begin);
+        let tail = &rewrite.tail;
         let copied = tail
             .get(..tail.len().saturating_sub(unwritten))
             .unwrap_or_default();
@@ -390,21 +439,27 @@ impl ShardLog {
             return Err(with_path(e, "rewriting", &self.rewrite_path));
         }
         // From here the new file is the log, whatever happens next.
+        let tail_len = rewrite.caught_up + copied.len() as u64;
         let report = RewriteReport {
             old_len: self.file_len,
-            new_len: snapshot_len + copied.len() as u64,
-            snapshot_len,
-            tail_len: copied.len() as u64,
-            elapsed: started.elapsed(),
+            new_len: rewrite.snapshot_len + tail_len,
+            snapshot_len: rewrite.snapshot_len,
+            tail_len,
+            elapsed: rewrite.started.elapsed(),
+            rounds: rewrite.rounds,
+            switch: Duration::ZERO,
         };
         self.file = file;
         self.file_len = report.new_len;
         self.unsynced = false;
-        self.buf.drain(..pre_begin.min(self.buf.len()));
+        self.buf.drain(..rewrite.pre_begin.min(self.buf.len()));
         match self.storage.sync_dir(&self.shard_dir) {
             Ok(()) => {
                 self.failed = false;
-                Ok(report)
+                Ok(RewriteReport {
+                    switch: switch_started.elapsed(),
+                    ..report
+                })
             }
             Err(e) => {
                 self.failed = true;
@@ -474,6 +529,13 @@ fn check_existing_header(storage: &dyn Storage, path: &Path) -> io::Result<()> {
             format!("{}: not a valid log header: {e}", path.display()),
         )
     })
+}
+
+/// A catch-up round of a rewrite: appends kept records to the new file and syncs it.
+fn catch_up(mut file: Box<dyn LogFile>, records: &[u8]) -> io::Result<Box<dyn LogFile>> {
+    file.write_all(records)?;
+    file.sync_data()?;
+    Ok(file)
 }
 
 fn write_snapshot(

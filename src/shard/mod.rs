@@ -6,6 +6,7 @@
 //!   from outside threads into a shard (an MPSC inbox per shard).
 //! - [`event_loop`] is a shard thread: one mio loop over its connections and its mailboxes.
 
+pub mod deadlines;
 pub mod entry;
 pub mod event_loop;
 pub mod mesh;

@@ -9,9 +9,9 @@
 //! - An expired lease or a reaped completion is never observed: every lookup checks the
 //!   deadline first ([`LockTable::live`]), and an active sweep ([`LockTable::expire_due`])
 //!   reclaims untouched entries with bounded work per call.
-//! - Entries live in a [`Store`] (48-byte cells, indexed by slot). The expiry heap holds
-//!   12-byte `(deadline, slot)` pairs; a stale pair (the lease was renewed or released, the
-//!   slot reused) is recognised because the slot's entry no longer has that deadline. A reused
+//! - Entries live in a [`Store`] (48-byte cells, indexed by slot). [`Deadlines`] holds
+//!   `(deadline, slot)` pairs; a stale pair (the lease was renewed or released, the slot
+//!   reused) is recognised because the slot's entry no longer has that deadline. A reused
 //!   slot whose new entry happens to share the deadline is due anyway.
 //! - Fingerprints and results live in a side map by slot, flagged in the entry.
 //!
@@ -29,23 +29,12 @@ use crate::log::LogRecord;
 use crate::log::codec::RecordRef;
 use crate::protocol::{KeyBytes, Reply};
 use crate::shard::Origin;
+use crate::shard::deadlines::Deadlines;
 pub use crate::shard::entry::{Entry, Extra, MAX_FENCE, State, View};
 use crate::shard::store::{Slot, Store};
 
 /// An activity id as commands and records carry it: any non-empty byte string.
 pub type Id = Box<[u8]>;
-
-/// A lease or retention deadline in the expiry heap: `(deadline high, deadline low, slot)`,
-/// 12 bytes, ordered by deadline.
-type Due = (u32, u32, Slot);
-
-fn due(deadline_ms: u64, slot: Slot) -> Reverse<Due> {
-    Reverse(((deadline_ms >> 32) as u32, deadline_ms as u32, slot))
-}
-
-fn unpack(due: &Due) -> (u64, Slot) {
-    ((u64::from(due.0) << 32) | u64::from(due.1), due.2)
-}
 
 /// A LOCK ... WAIT queued for a locked id.
 #[derive(Debug)]
@@ -122,7 +111,7 @@ pub struct Counters {
 pub struct LockTable {
     store: Store,
     extras: HashMap<Slot, Extra, RandomState>,
-    expiry: BinaryHeap<Reverse<Due>>,
+    expiry: Deadlines,
     waits: HashMap<Id, VecDeque<Waiter>, RandomState>,
     wait_deadlines: BinaryHeap<Reverse<(u64, u64, Id)>>,
     next_waiter: u64,
@@ -142,7 +131,7 @@ impl LockTable {
         LockTable {
             store: Store::default(),
             extras: HashMap::default(),
-            expiry: BinaryHeap::new(),
+            expiry: Deadlines::default(),
             waits: HashMap::default(),
             wait_deadlines: BinaryHeap::new(),
             next_waiter: 0,
@@ -199,7 +188,7 @@ impl LockTable {
                     self.completed -= 1;
                     self.locked += 1;
                     if deadline_ms != 0 {
-                        self.expiry.push(due(deadline_ms, slot));
+                        self.expiry.push(deadline_ms, slot);
                     }
                 }
                 Undo::Renew {
@@ -209,7 +198,7 @@ impl LockTable {
                 } => {
                     if let Some(e) = self.store.get_mut(slot).filter(|e| e.fence() == fence) {
                         e.set_at_ms(deadline_ms);
-                        self.expiry.push(due(deadline_ms, slot));
+                        self.expiry.push(deadline_ms, slot);
                     }
                 }
             }
@@ -348,7 +337,7 @@ impl LockTable {
             self.extras.insert(slot, extra);
         }
         if let Some(deadline) = deadline {
-            self.expiry.push(due(deadline, slot));
+            self.expiry.push(deadline, slot);
         }
         slot
     }
@@ -399,8 +388,7 @@ impl LockTable {
         self.completed += 1;
         let retention = self.policy.retention_ms;
         if retention != 0 {
-            self.expiry
-                .push(due(ctx.now_ms.saturating_add(retention), slot));
+            self.expiry.push(ctx.now_ms.saturating_add(retention), slot);
         }
         if !self.waits.is_empty()
             && let Some(queue) = self.waits.remove(id)
@@ -429,7 +417,7 @@ impl LockTable {
                 deadline_ms: e.at_ms(),
             });
             e.set_at_ms(deadline_ms);
-            self.expiry.push(due(deadline_ms, slot));
+            self.expiry.push(deadline_ms, slot);
             ctx.records.push(LogRecord::Renew {
                 id: id.into(),
                 deadline_ms,
@@ -503,7 +491,7 @@ impl LockTable {
         while done < budget {
             // Take whichever deadline comes first; on a tie the lease goes first, so a waiter
             // whose wait ends at the very instant the lease does still gets the lock.
-            let lease = self.expiry.peek().map(|Reverse(d)| unpack(d).0);
+            let lease = self.expiry.first();
             let wait = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
             let lease_first = match (lease, wait) {
                 (Some(l), Some(w)) => l <= w,
@@ -517,10 +505,9 @@ impl LockTable {
             }
             done += 1;
             if lease_first {
-                let Some(Reverse(pair)) = self.expiry.pop() else {
+                let Some((deadline, slot)) = self.expiry.pop_due(now) else {
                     break;
                 };
-                let (deadline, slot) = unpack(&pair);
                 if self.is_target(deadline, slot) {
                     self.expire_slot(slot, ctx);
                 }
@@ -579,14 +566,9 @@ impl LockTable {
     fn compact_heaps(&mut self) {
         let live = self.locked + self.completed;
         if self.expiry.len() > 2 * live + 1024 {
-            let heap = std::mem::take(&mut self.expiry);
-            self.expiry = heap
-                .into_iter()
-                .filter(|Reverse(pair)| {
-                    let (deadline, slot) = unpack(pair);
-                    self.is_target(deadline, slot)
-                })
-                .collect();
+            let mut expiry = std::mem::take(&mut self.expiry);
+            expiry.retain(|deadline, slot| self.is_target(deadline, slot));
+            self.expiry = expiry;
         }
         if self.wait_deadlines.len() > 2 * self.waiting + 1024 {
             let heap = std::mem::take(&mut self.wait_deadlines);
@@ -603,7 +585,7 @@ impl LockTable {
 
     /// The earliest deadline of a lease, retention or waiter, if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        let a = self.expiry.peek().map(|Reverse(d)| unpack(d).0);
+        let a = self.expiry.first();
         let b = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),

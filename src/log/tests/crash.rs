@@ -48,7 +48,15 @@ struct Outcome {
 /// `flush(true)` or taken back from the table if that fails; a rewrite begun mid-way (with a
 /// batch still buffered) with more batches while it runs; after a failed flush, a rewrite
 /// from the table. Stops at the first error once the disk has crashed.
-fn scenario(storage: &Arc<dyn Storage>, disk: &FaultyStorage, records: &[LogRecord]) -> Outcome {
+///
+/// `catch_up` is the rewrite's catch-up size: 0 copies kept records in background rounds
+/// whenever there are any, `usize::MAX` leaves them all to the switch.
+fn scenario(
+    storage: &Arc<dyn Storage>,
+    disk: &FaultyStorage,
+    records: &[LogRecord],
+    catch_up: usize,
+) -> Outcome {
     let mut out = Outcome::default();
     let Ok(recovered) = recover(&**storage, &dir(), 1, false) else {
         return out;
@@ -60,6 +68,7 @@ fn scenario(storage: &Arc<dyn Storage>, disk: &FaultyStorage, records: &[LogReco
     let Ok(mut log) = ShardLog::open(Arc::clone(storage), &dir(), 0, epoch) else {
         return out;
     };
+    log.set_catch_up_bytes(catch_up);
     // The table: the recovered state, committed records, and the batch being built.
     let mut table = out.base.clone();
     let batches: Vec<&[LogRecord]> = records.chunks(4).collect();
@@ -143,9 +152,9 @@ fn check(disk: &FaultyStorage, out: &Outcome, what: &str) {
 }
 
 /// Ops of one clean run of the scenario, to bound the crash points.
-fn clean_ops(records: &[LogRecord]) -> u64 {
+fn clean_ops(records: &[LogRecord], catch_up: usize) -> u64 {
     let (disk, shared) = disk();
-    let out = scenario(&shared, &disk, records);
+    let out = scenario(&shared, &disk, records, catch_up);
     assert_eq!(out.committed.len(), records.len());
     disk.crash(CrashTail::Drop);
     check(&disk, &out, "clean run");
@@ -155,7 +164,15 @@ fn clean_ops(records: &[LogRecord]) -> u64 {
 #[test]
 fn crash_at_every_operation_of_a_run_with_a_rewrite() {
     let records = workload(40);
-    let total = clean_ops(&records);
+    for catch_up in [usize::MAX, 0] {
+        crash_at_every_operation(&records, catch_up);
+    }
+}
+
+fn crash_at_every_operation(records: &[LogRecord], catch_up: usize) {
+    // Background rounds start when polls find a write done, so the number of storage
+    // operations varies a little from run to run: crash points past the end are clean runs.
+    let total = clean_ops(records, catch_up) + 8;
     for point in 1..=total + 1 {
         for tail in [
             CrashTail::Drop,
@@ -165,11 +182,15 @@ fn crash_at_every_operation_of_a_run_with_a_rewrite() {
         ] {
             let (disk, shared) = disk();
             disk.crash_at(point);
-            let out = scenario(&shared, &disk, &records);
+            let out = scenario(&shared, &disk, records, catch_up);
             disk.crash(tail);
-            check(&disk, &out, &format!("crash at op {point}, {tail:?}"));
+            check(
+                &disk,
+                &out,
+                &format!("crash at op {point}, {tail:?}, catch-up {catch_up}"),
+            );
             // And the next run starts from there without losing anything either.
-            let again = scenario(&shared, &disk, &records);
+            let again = scenario(&shared, &disk, records, catch_up);
             disk.crash(CrashTail::Drop);
             assert_eq!(again.committed.len(), records.len());
             check(&disk, &again, &format!("run after crash at op {point}"));
@@ -180,7 +201,13 @@ fn crash_at_every_operation_of_a_run_with_a_rewrite() {
 #[test]
 fn failed_writes_and_syncs_at_every_step_then_a_crash() {
     let records = workload(40);
-    let total = clean_ops(&records);
+    for catch_up in [usize::MAX, 0] {
+        faults_at_every_step(&records, catch_up);
+    }
+}
+
+fn faults_at_every_step(records: &[LogRecord], catch_up: usize) {
+    let total = clean_ops(records, catch_up) + 8;
     for nth in 1..=total {
         for fault in 0..3 {
             for tail in [CrashTail::Drop, CrashTail::Keep(usize::MAX)] {
@@ -190,9 +217,13 @@ fn failed_writes_and_syncs_at_every_step_then_a_crash() {
                     1 => disk.fail_write(nth, 7),
                     _ => disk.fail_sync(nth),
                 }
-                let out = scenario(&shared, &disk, &records);
+                let out = scenario(&shared, &disk, records, catch_up);
                 disk.crash(tail);
-                check(&disk, &out, &format!("fault {fault} at {nth}, {tail:?}"));
+                check(
+                    &disk,
+                    &out,
+                    &format!("fault {fault} at {nth}, {tail:?}, catch-up {catch_up}"),
+                );
             }
         }
     }

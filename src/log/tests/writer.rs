@@ -338,3 +338,70 @@ fn a_failed_flush_of_records_in_the_snapshot_abandons_the_rewrite() {
     disk.crash(CrashTail::Drop);
     assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
 }
+
+#[test]
+fn kept_records_are_copied_in_background_rounds_before_the_switch() {
+    let (disk, shared) = disk();
+    let mut model = Model::default();
+    let mut run = Run::start(&shared, 1, &model);
+    for i in 0..20u64 {
+        run.commit(&mut model, lock(format!("id{i}").as_bytes(), i + 1, 100));
+    }
+    let snapshot = encode_snapshot(model.shard(0, 1), 0, 1, run.epoch, model.max_fence);
+    let log = &mut run.logs[0];
+    log.set_catch_up_bytes(0);
+    log.begin_rewrite(snapshot).unwrap();
+    let during = [
+        unlock(b"id1"),
+        lock(b"id1", 21, 7),
+        complete(b"id2", 2, None),
+    ];
+    for rec in &during {
+        log.append(rec);
+        model.apply(rec);
+    }
+    log.flush(true).unwrap();
+    let report = finish_rewrite(log).unwrap();
+    let kept: u64 = during.iter().map(|r| r.encode().len() as u64).sum();
+    assert_eq!(report.rounds, 1, "{report:?}");
+    assert_eq!(report.tail_len, kept);
+    assert_eq!(report.new_len, report.snapshot_len + kept);
+    assert_eq!(report.new_len, log.file_len());
+    disk.crash(CrashTail::Drop);
+    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+}
+
+#[test]
+fn a_shard_outpacing_the_rounds_still_switches_after_the_last_one() {
+    let (disk, shared) = disk();
+    let mut model = Model::default();
+    let mut run = Run::start(&shared, 1, &model);
+    run.commit(&mut model, lock(b"first", 1, 100));
+    let snapshot = encode_snapshot(model.shard(0, 1), 0, 1, run.epoch, model.max_fence);
+    let log = &mut run.logs[0];
+    log.set_catch_up_bytes(0);
+    log.begin_rewrite(snapshot).unwrap();
+    // A record flushed before every poll: each round finds more to copy.
+    let mut fence = 1;
+    let report = loop {
+        fence += 1;
+        let rec = lock(format!("id{fence}").as_bytes(), fence, 100);
+        log.append(&rec);
+        model.apply(&rec);
+        log.flush(true).unwrap();
+        if let Some(result) = log.poll_rewrite() {
+            break result.unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert_eq!(report.rounds, 8, "{report:?}");
+    assert_eq!(report.new_len, log.file_len());
+    let rec = lock(b"after", fence + 1, 100);
+    log.append(&rec);
+    model.apply(&rec);
+    log.flush(true).unwrap();
+    disk.crash(CrashTail::Drop);
+    let r = recover_ok(&disk, 1);
+    assert_eq!(state_of(&r), model.ids);
+    assert_eq!(r.max_fence, fence + 1);
+}
