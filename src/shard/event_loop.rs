@@ -20,7 +20,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use slab::Slab;
@@ -54,11 +54,18 @@ use requests::run_requests;
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
 
-/// About how many entries a running log rewrite appends per loop iteration.
-const REWRITE_ENTRIES_PER_ITERATION: usize = 16 * 1024;
+/// About how many entries of the table a running log rewrite encodes per loop iteration (one
+/// slab chunk: a few hundred microseconds).
+const REWRITE_ENTRIES_PER_ITERATION: usize = 4 * 1024;
 
-/// Most expirations and wait time-outs handled per loop iteration, so that a million leases
-/// running out together never stall the shard for long.
+/// Expirations and wait time-outs are handled in slices of this many steps per loop
+/// iteration, until [`EXPIRY_TIME`] has passed or [`EXPIRY_BUDGET`] steps are done, so that a
+/// million leases running out together never hold up the requests for long. What is left is
+/// done in the next iterations, which then do not wait for events.
+const EXPIRY_SLICE: usize = 256;
+/// Most time spent on expirations per loop iteration (checked after each slice).
+const EXPIRY_TIME: Duration = Duration::from_micros(200);
+/// Most expirations per loop iteration.
 const EXPIRY_BUDGET: usize = 4096;
 
 /// A reply that depends on this iteration's log records: if they cannot be stored, it must
@@ -110,9 +117,9 @@ struct Core {
     /// This shard's append-only log.
     log: ShardLog,
     /// When the log was last synced (for `everysec`).
-    last_sync: std::time::Instant,
+    last_sync: Instant,
     /// When a failed log was last asked to heal by a rewrite.
-    last_heal: std::time::Instant,
+    last_heal: Instant,
     /// Log size after the last rewrite: the base of the growth trigger.
     rewrite_base: u64,
     /// During a rewrite, the snapshot being encoded and the next table part to encode.
@@ -246,7 +253,7 @@ impl<C: Clock> Shard<C> {
             for (id, key) in std::mem::take(&mut self.core.orphaned) {
                 self.core.release_orphan(id, key);
             }
-            more_due = self.core.expire_due() >= EXPIRY_BUDGET;
+            more_due = self.core.expire_due();
             for idx in std::mem::take(&mut self.resume) {
                 self.serve(idx);
             }
@@ -456,10 +463,22 @@ impl Core {
         (reply, !self.records.is_empty())
     }
 
-    /// Frees expired leases, reaps old completions and times out waiters, within the budget.
-    fn expire_due(&mut self) -> usize {
-        let (table, mut ctx) = self.table_and_ctx(Origin::Nobody);
-        table.expire_due(&mut ctx, EXPIRY_BUDGET)
+    /// Frees expired leases, reaps old completions and times out waiters, a slice at a time
+    /// within the time and step budgets. Returns whether more are due.
+    fn expire_due(&mut self) -> bool {
+        let started = Instant::now();
+        let mut done = 0;
+        loop {
+            let (table, mut ctx) = self.table_and_ctx(Origin::Nobody);
+            let slice = table.expire_due(&mut ctx, EXPIRY_SLICE);
+            done += slice;
+            if slice < EXPIRY_SLICE {
+                return false;
+            }
+            if done >= EXPIRY_BUDGET || started.elapsed() >= EXPIRY_TIME {
+                return true;
+            }
+        }
     }
 
     /// Releases a lock that was granted to a waiter who had gone by the time it came.
