@@ -293,12 +293,12 @@ last_rate() { tail -n 1 "$RES/$1" | tr ' ' '\n' | sed -n 's/^ops_per_sec=//p'; }
 # ---------------------------------------------------------------------------------------------
 phase_a() {
     say "phase A: lock, ping, contended, http; ${SECS}s x $REPS per run, $CONNS connections"
-    start_token a-ours --shards 1 --appendfsync no
-    A_OURS=$PID A_OURS_PORT=$PORT A_OURS_HTTP=$HTTP_PORT
-    start_redis a-redis
-    A_REDIS=$PID A_REDIS_PORT=$PORT
-
     for ((rep = 1; rep <= REPS; rep++)); do
+        # Fresh servers for every repetition, so that the repetitions measure the same state.
+        start_token "a-ours-$rep" --shards 1 --appendfsync no
+        A_OURS=$PID A_OURS_PORT=$PORT A_OURS_HTTP=$HTTP_PORT
+        start_redis "a-redis-$rep"
+        A_REDIS=$PID A_REDIS_PORT=$PORT
         for p in 1 16; do
             tb "lock.p$p.ours" "$A_OURS" "$A_OURS_PORT" "$A_OURS_HTTP" token-server lock "$p"
             tb "lock.p$p.redis" "$A_REDIS" "$A_REDIS_PORT" 0 redis lock "$p"
@@ -320,9 +320,9 @@ phase_a() {
         rb rb-ping.p1.ours "$A_OURS" "$A_OURS_PORT" "$n" 1 PING
         n=$(rb_count "$(last_rate ping.p1.redis)")
         rb rb-ping.p1.redis "$A_REDIS" "$A_REDIS_PORT" "$n" 1 PING
+        stop_server "$A_OURS"
+        stop_server "$A_REDIS"
     done
-    stop_server "$A_OURS"
-    stop_server "$A_REDIS"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -330,20 +330,20 @@ phase_a() {
 # ---------------------------------------------------------------------------------------------
 phase_b() {
     say "phase B: cycle pipeline 16, 1 shard vs 2 shards"
-    start_token b-ours1 --shards 1 --appendfsync no
-    B1=$PID B1_PORT=$PORT
-    start_token b-ours2 --shards 2 --appendfsync no
-    B2=$PID B2_PORT=$PORT
-    start_redis b-redis
-    BR=$PID BR_PORT=$PORT
     for ((rep = 1; rep <= REPS; rep++)); do
+        start_token "b-ours1-$rep" --shards 1 --appendfsync no
+        B1=$PID B1_PORT=$PORT
+        start_token "b-ours2-$rep" --shards 2 --appendfsync no
+        B2=$PID B2_PORT=$PORT
+        start_redis "b-redis-$rep"
+        BR=$PID BR_PORT=$PORT
         tb cycle.p16.ours1 "$B1" "$B1_PORT" 0 token-server cycle 16
         tb cycle.p16.ours2 "$B2" "$B2_PORT" 0 token-server cycle 16
         tb cycle.p16.redis "$BR" "$BR_PORT" 0 redis cycle 16
+        stop_server "$B1"
+        stop_server "$B2"
+        stop_server "$BR"
     done
-    stop_server "$B1"
-    stop_server "$B2"
-    stop_server "$BR"
 }
 
 # ---------------------------------------------------------------------------------------------
