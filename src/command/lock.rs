@@ -3,7 +3,7 @@
 
 use crate::command::{ApplyCtx, CommandLimits, errors, parse_id, parse_lease};
 use crate::protocol::{Args, Reply};
-use crate::shard::table::{Id, LockTable, State, lock_reply};
+use crate::shard::table::{Id, LockTable, State, Waiter, lock_reply};
 
 /// Locks an id and returns a fresh key.
 ///
@@ -101,15 +101,14 @@ impl Lock {
             return match (entry.state(), self.wait_ms) {
                 (State::Completed, _) => errors::COMPLETED,
                 (State::Locked, Some(wait_ms)) if wait_ms > 0 => {
-                    let parked = table.park(
-                        &self.id,
+                    let waiter = Waiter::new(
                         ctx.origin,
-                        wait_ms,
                         self.lease_ms,
                         self.fingerprint,
                         self.with_fence,
-                        ctx.now_ms,
+                        ctx.now_ms.saturating_add(wait_ms),
                     );
+                    let parked = table.park(&self.id, waiter);
                     if parked {
                         Reply::Parked
                     } else {

@@ -1,7 +1,9 @@
 //! Shards: the lock table partitioned by id, each partition owned by exactly one thread.
 //!
 //! - [`shard_for`] is the one function that maps an id to its shard.
-//! - [`table`] is one shard's slice of the lock table.
+//! - [`table`] is one shard's slice of the lock table, built from [`entry`] (one stored id in
+//!   48 bytes), [`store`] (the slab of entries and its index by id), [`deadlines`] (when
+//!   entries must go) and [`waits`] (queues of `LOCK ... WAIT` callers).
 //! - [`mesh`] carries commands and replies between shards (an N×N grid of SPSC queues) and
 //!   from outside threads into a shard (an MPSC inbox per shard).
 //! - [`event_loop`] is a shard thread: one mio loop over its connections and its mailboxes.
@@ -12,6 +14,7 @@ pub mod event_loop;
 pub mod mesh;
 pub mod store;
 pub mod table;
+pub mod waits;
 
 /// The index of a shard, `0..shards`.
 pub type ShardId = usize;

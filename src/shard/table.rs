@@ -17,9 +17,6 @@
 //!
 //! Storage primitives live here; what each command means lives in `command/`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-
 use ahash::RandomState;
 use hashbrown::HashMap;
 
@@ -32,24 +29,11 @@ use crate::shard::Origin;
 use crate::shard::deadlines::Deadlines;
 pub use crate::shard::entry::{Entry, Extra, MAX_FENCE, State, View};
 use crate::shard::store::{Slot, Store};
+pub use crate::shard::waits::Waiter;
+use crate::shard::waits::Waits;
 
 /// An activity id as commands and records carry it: any non-empty byte string.
 pub type Id = Box<[u8]>;
-
-/// A LOCK ... WAIT queued for a locked id.
-#[derive(Debug)]
-pub struct Waiter {
-    seq: u64,
-    /// Who gets the reply.
-    pub origin: Origin,
-    /// The lease the grant gets.
-    pub lease_ms: Option<u64>,
-    /// The fingerprint the grant gets.
-    pub fingerprint: Option<Box<[u8]>>,
-    /// Reply `[key, fence]` instead of the key.
-    pub with_fence: bool,
-    deadline_ms: u64,
-}
 
 /// A reply owed to a waiter, produced while running some other command or a sweep.
 #[derive(Debug)]
@@ -112,12 +96,9 @@ pub struct LockTable {
     store: Store,
     extras: HashMap<Slot, Extra, RandomState>,
     expiry: Deadlines,
-    waits: HashMap<Id, VecDeque<Waiter>, RandomState>,
-    wait_deadlines: BinaryHeap<Reverse<(u64, u64, Id)>>,
-    next_waiter: u64,
+    waits: Waits,
     locked: usize,
     completed: usize,
-    waiting: usize,
     /// Lifetime counters.
     pub counters: Counters,
     policy: Policy,
@@ -132,12 +113,9 @@ impl LockTable {
             store: Store::default(),
             extras: HashMap::default(),
             expiry: Deadlines::default(),
-            waits: HashMap::default(),
-            wait_deadlines: BinaryHeap::new(),
-            next_waiter: 0,
+            waits: Waits::default(),
             locked: 0,
             completed: 0,
-            waiting: 0,
             counters: Counters::default(),
             policy,
             undo: Vec::new(),
@@ -390,11 +368,8 @@ impl LockTable {
         if retention != 0 {
             self.expiry.push(ctx.now_ms.saturating_add(retention), slot);
         }
-        if !self.waits.is_empty()
-            && let Some(queue) = self.waits.remove(id)
-        {
-            self.waiting -= queue.len();
-            for w in queue {
+        if !self.waits.is_empty() {
+            for w in self.waits.take_all(id) {
                 ctx.deliveries.push(Delivery {
                     origin: w.origin,
                     reply: errors::COMPLETED,
@@ -426,50 +401,15 @@ impl LockTable {
     }
 
     /// Queues a waiter for a locked id. Returns false if the queue is full.
-    #[allow(clippy::too_many_arguments)]
-    pub fn park(
-        &mut self,
-        id: &[u8],
-        origin: Origin,
-        wait_ms: u64,
-        lease_ms: Option<u64>,
-        fingerprint: Option<Box<[u8]>>,
-        with_fence: bool,
-        now_ms: u64,
-    ) -> bool {
-        let queue = self.waits.entry(Id::from(id)).or_default();
-        if queue.len() >= self.policy.max_waiters {
-            return false;
-        }
-        self.next_waiter += 1;
-        let deadline_ms = now_ms.saturating_add(wait_ms);
-        queue.push_back(Waiter {
-            seq: self.next_waiter,
-            origin,
-            lease_ms,
-            fingerprint,
-            with_fence,
-            deadline_ms,
-        });
-        self.waiting += 1;
-        self.wait_deadlines
-            .push(Reverse((deadline_ms, self.next_waiter, id.into())));
-        true
+    pub fn park(&mut self, id: &[u8], waiter: Waiter) -> bool {
+        self.waits.push(id, waiter, self.policy.max_waiters)
     }
 
     /// Grants a just-freed id to its first waiter.
     fn grant_next(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) {
-        let Some(queue) = self.waits.get_mut(id) else {
+        let Some(w) = self.waits.pop_first(id) else {
             return;
         };
-        let Some(w) = queue.pop_front() else {
-            self.waits.remove(id);
-            return;
-        };
-        if queue.is_empty() {
-            self.waits.remove(id);
-        }
-        self.waiting -= 1;
         let (key, fence) = self.grant(id.into(), w.lease_ms, w.fingerprint, ctx);
         ctx.deliveries.push(Delivery {
             origin: w.origin,
@@ -480,7 +420,7 @@ impl LockTable {
 
     /// Number of waiters queued for `id`.
     pub fn waiters(&self, id: &[u8]) -> usize {
-        self.waits.get(id).map_or(0, VecDeque::len)
+        self.waits.count(id)
     }
 
     /// Frees expired leases, reaps completions past retention and times out waiters whose
@@ -492,7 +432,7 @@ impl LockTable {
             // Take whichever deadline comes first; on a tie the lease goes first, so a waiter
             // whose wait ends at the very instant the lease does still gets the lock.
             let lease = self.expiry.first();
-            let wait = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
+            let wait = self.waits.next_deadline();
             let lease_first = match (lease, wait) {
                 (Some(l), Some(w)) => l <= w,
                 (Some(_), None) => true,
@@ -512,10 +452,16 @@ impl LockTable {
                     self.expire_slot(slot, ctx);
                 }
             } else {
-                let Some(Reverse((_, seq, id))) = self.wait_deadlines.pop() else {
+                let Some(timed_out) = self.waits.pop_due(now) else {
                     break;
                 };
-                self.time_out_waiter(&id, seq, ctx);
+                if let Some(w) = timed_out {
+                    ctx.deliveries.push(Delivery {
+                        origin: w.origin,
+                        reply: errors::LOCKED,
+                        grant: None,
+                    });
+                }
             }
         }
         self.compact_heaps();
@@ -526,39 +472,15 @@ impl LockTable {
     /// does not wait for waits). Returns how many there were.
     pub fn time_out_all_waiters(&mut self, ctx: &mut ApplyCtx<'_>) -> usize {
         let mut n = 0;
-        for (_, queue) in self.waits.drain() {
-            for w in queue {
-                n += 1;
-                ctx.deliveries.push(Delivery {
-                    origin: w.origin,
-                    reply: errors::LOCKED,
-                    grant: None,
-                });
-            }
+        for w in self.waits.drain() {
+            n += 1;
+            ctx.deliveries.push(Delivery {
+                origin: w.origin,
+                reply: errors::LOCKED,
+                grant: None,
+            });
         }
-        self.waiting = 0;
-        self.wait_deadlines.clear();
         n
-    }
-
-    fn time_out_waiter(&mut self, id: &[u8], seq: u64, ctx: &mut ApplyCtx<'_>) {
-        let Some(queue) = self.waits.get_mut(id) else {
-            return;
-        };
-        if let Some(pos) = queue.iter().position(|w| w.seq == seq) {
-            if let Some(w) = queue.remove(pos) {
-                self.waiting -= 1;
-                debug_assert!(w.deadline_ms <= ctx.now_ms);
-                ctx.deliveries.push(Delivery {
-                    origin: w.origin,
-                    reply: errors::LOCKED,
-                    grant: None,
-                });
-            }
-            if queue.is_empty() {
-                self.waits.remove(id);
-            }
-        }
     }
 
     /// Drops stale heap pairs when they outnumber the live ones, so renewals and releases
@@ -570,23 +492,13 @@ impl LockTable {
             expiry.retain(|deadline, slot| self.is_target(deadline, slot));
             self.expiry = expiry;
         }
-        if self.wait_deadlines.len() > 2 * self.waiting + 1024 {
-            let heap = std::mem::take(&mut self.wait_deadlines);
-            self.wait_deadlines = heap
-                .into_iter()
-                .filter(|Reverse((_, seq, id))| {
-                    self.waits
-                        .get(id)
-                        .is_some_and(|q| q.iter().any(|w| w.seq == *seq))
-                })
-                .collect();
-        }
+        self.waits.compact();
     }
 
     /// The earliest deadline of a lease, retention or waiter, if any.
     pub fn next_deadline(&self) -> Option<u64> {
         let a = self.expiry.first();
-        let b = self.wait_deadlines.peek().map(|Reverse((d, _, _))| *d);
+        let b = self.waits.next_deadline();
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -681,7 +593,7 @@ impl LockTable {
 
     /// Number of queued waiters.
     pub fn waiting(&self) -> usize {
-        self.waiting
+        self.waits.len()
     }
 }
 
