@@ -83,6 +83,10 @@ fi
 LOAD_THREADS=${BENCH_LOAD_THREADS:-$(((NPROC + 1) / 2))}
 ((LOAD_THREADS >= 1)) || LOAD_THREADS=1
 
+# The commit the binaries are built from, read before the build (edits made while the
+# benchmark runs must not be attributed to it).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " with uncommitted changes" || true)
 if [[ ${BENCH_BUILD:-1} == 1 ]]; then
     say "building release binaries"
     cargo build --release --quiet --bin token-server --bin token-bench ||
@@ -455,8 +459,6 @@ row() {
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 KERNEL=$(uname -sr)
 REDIS_VERSION=$(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p')
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git status --porcelain 2>/dev/null | grep -q . && echo " with uncommitted changes" || true)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
