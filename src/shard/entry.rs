@@ -8,6 +8,7 @@
 use std::fmt;
 
 use subtle::ConstantTimeEq;
+use thin_vec::ThinVec;
 
 use crate::log::codec::RecordRef;
 use crate::protocol::KeyBytes;
@@ -47,11 +48,12 @@ impl Extra {
     }
 }
 
-/// An id as an entry stores it: 16 bytes, the bytes themselves when they fit.
+/// An id as an entry stores it: 16 bytes, the bytes themselves when they fit, else one
+/// allocation holding length and bytes behind a thin pointer.
 #[derive(Clone, PartialEq, Eq)]
 enum IdBuf {
     Inline { len: u8, bytes: [u8; INLINE_ID] },
-    Heap(Box<Box<[u8]>>),
+    Heap(ThinVec<u8>),
 }
 
 impl IdBuf {
@@ -65,7 +67,7 @@ impl IdBuf {
                 bytes,
             }
         } else {
-            IdBuf::Heap(Box::new(id.into()))
+            IdBuf::Heap(ThinVec::from(id))
         }
     }
 

@@ -2,9 +2,11 @@
 //! hash index of slot numbers split into segments.
 //!
 //! Memory: an entry sits in a 48-byte cell of a 4,096-cell chunk, so the slab wastes at most
-//! one partly filled chunk, and a freed cell is reused by the next insert. The index holds 4-byte
-//! slot numbers; its power-of-two slack (a hash table is between 7/16 and 7/8 full) costs a
-//! few bytes per entry rather than a few times an entry.
+//! one partly filled chunk, and a freed cell is reused by the next insert. The index holds
+//! 8-byte buckets (the slot number and 32 bits of the id's hash); its power-of-two slack (a hash
+//! table is between 7/16 and 7/8 full) costs bytes per entry rather than a few times an entry.
+//! Because the buckets carry the hash, growing the index never reads an entry or its id, and a
+//! lookup touches an entry only when 32 bits of hash match.
 //!
 //! Pauses: hashbrown grows a table by rehashing every element at once. Splitting the index into
 //! [`SEGMENTS`] tables by bits of the hash bounds a growth step to 1/[`SEGMENTS`] of the ids,
@@ -29,11 +31,25 @@ pub const CHUNK: usize = 1 << CHUNK_BITS;
 /// The number of an entry's cell; stable for as long as the entry is stored.
 pub type Slot = u32;
 
+/// An index bucket: a slot and the low 32 bits of its id's hash.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    slot: Slot,
+    hash: u32,
+}
+
+/// The hash an index segment files a bucket under, made from the 32 bits the bucket keeps:
+/// hashbrown places buckets by the low bits and filters them by the top seven, so both halves
+/// carry them. (The segment is chosen by other bits of the full hash.)
+fn bucket_hash(low: u32) -> u64 {
+    u64::from(low) | (u64::from(low) << 32)
+}
+
 /// A shard's entries and their index by id.
 #[derive(Debug)]
 pub struct Store {
     hasher: RandomState,
-    index: Box<[HashTable<Slot>]>,
+    index: Box<[HashTable<Bucket>]>,
     chunks: Vec<Vec<Option<Entry>>>,
     free: Vec<Slot>,
     len: usize,
@@ -73,9 +89,12 @@ impl Store {
     /// The slot of `id`, whose hash is `hash`.
     pub fn find(&self, hash: u64, id: &[u8]) -> Option<Slot> {
         let chunks = &self.chunks;
+        let low = hash as u32;
         self.index[segment(hash)]
-            .find(hash, |&s| cell(chunks, s).is_some_and(|e| e.id() == id))
-            .copied()
+            .find(bucket_hash(low), |b| {
+                b.hash == low && cell(chunks, b.slot).is_some_and(|e| e.id() == id)
+            })
+            .map(|b| b.slot)
     }
 
     /// The entry in `slot`.
@@ -115,15 +134,12 @@ impl Store {
                 ((chunk_no as Slot) << CHUNK_BITS) | (chunk.len() - 1) as Slot
             }
         };
-        let Store {
-            hasher,
-            index,
-            chunks,
-            ..
-        } = self;
-        index[segment(hash)].insert_unique(hash, slot, |&s| {
-            cell(chunks, s).map_or(0, |e| hasher.hash_one(e.id()))
-        });
+        let low = hash as u32;
+        self.index[segment(hash)].insert_unique(
+            bucket_hash(low),
+            Bucket { slot, hash: low },
+            |b| bucket_hash(b.hash),
+        );
         self.len += 1;
         slot
     }
@@ -131,7 +147,9 @@ impl Store {
     /// Removes the entry in `slot` and frees the slot.
     pub fn remove(&mut self, slot: Slot) -> Option<Entry> {
         let hash = self.hash(self.get(slot)?.id());
-        if let Ok(found) = self.index[segment(hash)].find_entry(hash, |&s| s == slot) {
+        let found =
+            self.index[segment(hash)].find_entry(bucket_hash(hash as u32), |b| b.slot == slot);
+        if let Ok(found) = found {
             found.remove();
         }
         let (chunk, at) = split(slot);
