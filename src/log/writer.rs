@@ -380,7 +380,9 @@ impl ShardLog {
         let unwritten = self.buf.len().saturating_sub(rewrite.pre_begin);
         let ready = rewrite.tail.len().saturating_sub(unwritten);
         if ready > self.catch_up_bytes && rewrite.rounds < CATCH_UP_ROUNDS {
-            let chunk: Vec<u8> = rewrite.tail.drain(..ready).collect();
+            // Hand over the kept records without copying them; keep only the unwritten suffix.
+            let mut chunk = std::mem::take(&mut rewrite.tail);
+            rewrite.tail = chunk.split_off(ready);
             let spawned = thread::Builder::new()
                 .name(format!("log-rewrite-{}", self.shard))
                 .spawn(move || catch_up(file, &chunk));
@@ -449,7 +451,8 @@ impl ShardLog {
             rounds: rewrite.rounds,
             switch: Duration::ZERO,
         };
-        self.file = file;
+        let old = std::mem::replace(&mut self.file, file);
+        close_in_background(old);
         self.file_len = report.new_len;
         self.unsynced = false;
         self.buf.drain(..rewrite.pre_begin.min(self.buf.len()));
@@ -531,10 +534,40 @@ fn check_existing_header(storage: &dyn Storage, path: &Path) -> io::Result<()> {
     })
 }
 
+/// A rewrite syncs its file after every this many bytes, so that the kernel never holds
+/// hundreds of megabytes of its dirty pages: flushing those at once stalls every writer of the
+/// disk, the shard's own log appends included (Redis's `aof-rewrite-incremental-fsync`).
+const REWRITE_SYNC_BYTES: usize = 4 * 1024 * 1024;
+
+/// Appends `bytes` to `file`, syncing after every [`REWRITE_SYNC_BYTES`] and at the end.
+fn write_synced(file: &mut dyn LogFile, bytes: &[u8]) -> io::Result<()> {
+    for piece in bytes.chunks(REWRITE_SYNC_BYTES) {
+        file.write_all(piece)?;
+        file.sync_data()?;
+    }
+    if bytes.is_empty() {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Closes the replaced log on another thread. Its name now belongs to the new file, so this
+/// close frees the whole old file, which for a log of hundreds of megabytes takes the file
+/// system tens of milliseconds or more: too long for the shard's thread (Redis closes its old
+/// AOF in a background job for the same reason). If no thread can be started, it is closed
+/// here.
+fn close_in_background(file: Box<dyn LogFile>) {
+    let spawned = thread::Builder::new()
+        .name("log-close".into())
+        .spawn(move || drop(file));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "closing the old log on the shard thread");
+    }
+}
+
 /// A catch-up round of a rewrite: appends kept records to the new file and syncs it.
 fn catch_up(mut file: Box<dyn LogFile>, records: &[u8]) -> io::Result<Box<dyn LogFile>> {
-    file.write_all(records)?;
-    file.sync_data()?;
+    write_synced(&mut *file, records)?;
     Ok(file)
 }
 
@@ -544,8 +577,7 @@ fn write_snapshot(
     snapshot: &[u8],
 ) -> io::Result<Box<dyn LogFile>> {
     let mut file = storage.create(path)?;
-    file.write_all(snapshot)?;
-    file.sync_data()?;
+    write_synced(&mut *file, snapshot)?;
     Ok(file)
 }
 
