@@ -658,3 +658,45 @@ fn a_stale_deadline_never_frees_the_next_holder_of_a_reused_cell() {
     assert_eq!((f.table.locked(), f.table.counters.expired), (1, 1));
     assert_eq!(f.table.next_deadline(), None);
 }
+
+#[test]
+fn roll_back_finds_entries_that_moved_to_another_cell() {
+    // Put back by the undo of its release, an entry lands in whichever cell is free first,
+    // not necessarily its old one; older undo steps must still find it.
+    let mut f = Fixture::new();
+    f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"10"]);
+    let b = hex_key(&key_of(&f.lock(b"b")));
+    f.run(CommandKind::Renew, &[b"RENEW", b"b", &b, b"PX", b"9000"]);
+    f.unlock(b"b", &b);
+    f.now += 10;
+    assert_eq!(
+        f.sweep(),
+        1,
+        "a expires: its cell is the first free one now"
+    );
+    f.table.roll_back();
+    assert_eq!(
+        state_of(&f),
+        (Vec::new(), 0, 0),
+        "the whole batch is taken back"
+    );
+
+    // The same with a committed holder whose renewal is taken back after it moved.
+    let mut f = Fixture::new();
+    let b = hex_key(&key_of(
+        &f.run(CommandKind::Lock, &[b"LOCK", b"b", b"PX", b"500"]),
+    ));
+    f.table.commit();
+    f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"10"]);
+    f.run(CommandKind::Renew, &[b"RENEW", b"b", &b, b"PX", b"9000"]);
+    f.unlock(b"b", &b);
+    f.now += 10;
+    assert_eq!(f.sweep(), 1);
+    f.table.roll_back();
+    assert_eq!(f.table.locked(), 1);
+    assert_eq!(
+        status(&mut f, b"b")["ttl_ms"],
+        Reply::Integer(490),
+        "the renewal is undone"
+    );
+}

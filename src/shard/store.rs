@@ -97,6 +97,19 @@ impl Store {
             .map(|b| b.slot)
     }
 
+    /// The slot of the entry whose id hashes to `hash` and whose fence is `fence`. Fences are
+    /// unique, so this finds one entry wherever it is stored now (an entry taken out and put
+    /// back may have moved to another slot).
+    pub fn find_fenced(&self, hash: u64, fence: u64) -> Option<Slot> {
+        let chunks = &self.chunks;
+        let low = hash as u32;
+        self.index[segment(hash)]
+            .find(bucket_hash(low), |b| {
+                b.hash == low && cell(chunks, b.slot).is_some_and(|e| e.fence() == fence)
+            })
+            .map(|b| b.slot)
+    }
+
     /// The entry in `slot`.
     pub fn get(&self, slot: Slot) -> Option<&Entry> {
         cell(&self.chunks, slot)

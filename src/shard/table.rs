@@ -49,20 +49,22 @@ pub struct Delivery {
 /// How to take back one logged change if the log could not store it.
 #[derive(Debug)]
 enum Undo {
-    /// A grant: remove the entry in this slot if it still has this fence.
-    Grant { slot: Slot, fence: u64 },
+    /// A grant: remove the entry of the id with this hash and fence. Undo steps name entries
+    /// by hash and fence, not by slot: a later step taken back first may have put the entry
+    /// back in another slot.
+    Grant { hash: u64, fence: u64 },
     /// A release: put the removed entry back.
     Release(Entry, Option<Extra>),
     /// A completion: back to locked with this deadline and result.
     Complete {
-        slot: Slot,
+        hash: u64,
         fence: u64,
         deadline_ms: u64,
         result: Option<Box<[u8]>>,
     },
     /// A renewal: back to this deadline.
     Renew {
-        slot: Slot,
+        hash: u64,
         fence: u64,
         deadline_ms: u64,
     },
@@ -133,8 +135,8 @@ impl LockTable {
     pub fn roll_back(&mut self) {
         while let Some(step) = self.undo.pop() {
             match step {
-                Undo::Grant { slot, fence } => {
-                    if self.store.get(slot).is_some_and(|e| e.fence() == fence) {
+                Undo::Grant { hash, fence } => {
+                    if let Some(slot) = self.store.find_fenced(hash, fence) {
                         self.remove_slot(slot);
                     }
                 }
@@ -143,12 +145,15 @@ impl LockTable {
                     self.insert_hashed(hash, entry, extra);
                 }
                 Undo::Complete {
-                    slot,
+                    hash,
                     fence,
                     deadline_ms,
                     result,
                 } => {
-                    let Some(e) = self.store.get_mut(slot).filter(|e| e.fence() == fence) else {
+                    let Some(slot) = self.store.find_fenced(hash, fence) else {
+                        continue;
+                    };
+                    let Some(e) = self.store.get_mut(slot) else {
                         continue;
                     };
                     e.set_state(State::Locked, deadline_ms);
@@ -170,11 +175,12 @@ impl LockTable {
                     }
                 }
                 Undo::Renew {
-                    slot,
+                    hash,
                     fence,
                     deadline_ms,
                 } => {
-                    if let Some(e) = self.store.get_mut(slot).filter(|e| e.fence() == fence) {
+                    let slot = self.store.find_fenced(hash, fence);
+                    if let Some((slot, e)) = slot.and_then(|s| Some((s, self.store.get_mut(s)?))) {
                         e.set_at_ms(deadline_ms);
                         self.expiry.push(deadline_ms, slot);
                     }
@@ -289,8 +295,8 @@ impl LockTable {
             fingerprint: Some(f),
             result: None,
         });
-        let slot = self.insert_hashed(hash, entry, extra);
-        self.undo.push(Undo::Grant { slot, fence });
+        self.insert_hashed(hash, entry, extra);
+        self.undo.push(Undo::Grant { hash, fence });
         ctx.records.push(LogRecord::Lock {
             id,
             key,
@@ -337,7 +343,8 @@ impl LockTable {
 
     /// Completes a locked id, storing `result`, and tells every waiter it is completed.
     pub fn complete(&mut self, id: &[u8], result: Option<Box<[u8]>>, ctx: &mut ApplyCtx<'_>) {
-        let Some(slot) = self.slot_of(id) else {
+        let hash = self.store.hash(id);
+        let Some(slot) = self.store.find(hash, id) else {
             return;
         };
         let Some(e) = self.store.get_mut(slot) else {
@@ -349,7 +356,7 @@ impl LockTable {
             None
         };
         self.undo.push(Undo::Complete {
-            slot,
+            hash,
             fence: e.fence(),
             deadline_ms: e.at_ms(),
             result: previous,
@@ -382,12 +389,13 @@ impl LockTable {
     /// Moves the lease deadline of a locked id.
     pub fn renew(&mut self, id: &[u8], lease_ms: u64, ctx: &mut ApplyCtx<'_>) {
         let deadline_ms = ctx.now_ms.saturating_add(lease_ms).max(1);
-        let Some(slot) = self.slot_of(id) else {
+        let hash = self.store.hash(id);
+        let Some(slot) = self.store.find(hash, id) else {
             return;
         };
         if let Some(e) = self.store.get_mut(slot) {
             self.undo.push(Undo::Renew {
-                slot,
+                hash,
                 fence: e.fence(),
                 deadline_ms: e.at_ms(),
             });
