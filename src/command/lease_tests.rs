@@ -660,9 +660,10 @@ fn a_stale_deadline_never_frees_the_next_holder_of_a_reused_cell() {
 }
 
 #[test]
-fn roll_back_finds_entries_that_moved_to_another_cell() {
-    // Put back by the undo of its release, an entry lands in whichever cell is free first,
-    // not necessarily its old one; older undo steps must still find it.
+fn roll_back_puts_entries_back_in_their_own_cells() {
+    // Taking back a release puts the entry back in the cell it left, even when an expiry has
+    // freed another cell since (the first one a new entry would take). Entries never move: a
+    // running rewrite encodes the table a slab chunk at a time and relies on it.
     let mut f = Fixture::new();
     f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"10"]);
     let b = hex_key(&key_of(&f.lock(b"b")));
@@ -681,19 +682,25 @@ fn roll_back_finds_entries_that_moved_to_another_cell() {
         "the whole batch is taken back"
     );
 
-    // The same with a committed holder whose renewal is taken back after it moved.
+    // A committed holder, renewed and released in a batch that is taken back.
     let mut f = Fixture::new();
+    f.lock(b"x");
     let b = hex_key(&key_of(
         &f.run(CommandKind::Lock, &[b"LOCK", b"b", b"PX", b"500"]),
     ));
+    f.lock(b"y");
     f.table.commit();
+    let order =
+        |f: &Fixture| -> Vec<Vec<u8>> { f.table.entries().map(|e| e.id().to_vec()).collect() };
+    let before = order(&f);
     f.run(CommandKind::Lock, &[b"LOCK", b"a", b"PX", b"10"]);
     f.run(CommandKind::Renew, &[b"RENEW", b"b", &b, b"PX", b"9000"]);
     f.unlock(b"b", &b);
     f.now += 10;
     assert_eq!(f.sweep(), 1);
     f.table.roll_back();
-    assert_eq!(f.table.locked(), 1);
+    assert_eq!(order(&f), before, "every entry is in its old cell");
+    assert_eq!(f.table.locked(), 3);
     assert_eq!(
         status(&mut f, b"b")["ttl_ms"],
         Reply::Integer(490),

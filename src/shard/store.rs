@@ -126,7 +126,14 @@ impl Store {
     /// # Panics
     /// When the store already holds 2^32 entries.
     pub fn insert(&mut self, hash: u64, entry: Entry) -> Slot {
-        let slot = match self.free.pop() {
+        // The free list may name cells that `insert_at` has filled since: skip those.
+        let reusable = loop {
+            match self.free.pop() {
+                Some(slot) if self.get(slot).is_some() => continue,
+                other => break other,
+            }
+        };
+        let slot = match reusable {
             Some(slot) => {
                 let (chunk, at) = split(slot);
                 self.chunks[chunk][at] = Some(entry);
@@ -147,6 +154,24 @@ impl Store {
                 ((chunk_no as Slot) << CHUNK_BITS) | (chunk.len() - 1) as Slot
             }
         };
+        self.index_slot(hash, slot);
+        slot
+    }
+
+    /// Stores `entry` (whose id, hashing to `hash`, must not be stored yet) back in `slot`,
+    /// the free cell it was removed from, so that taking a removal back never moves an entry.
+    /// Gives the entry back, storing nothing, if that cell is not free.
+    pub fn insert_at(&mut self, slot: Slot, hash: u64, entry: Entry) -> Result<(), Entry> {
+        let (chunk, at) = split(slot);
+        match self.chunks.get_mut(chunk).and_then(|c| c.get_mut(at)) {
+            Some(cell) if cell.is_none() => *cell = Some(entry),
+            _ => return Err(entry),
+        }
+        self.index_slot(hash, slot);
+        Ok(())
+    }
+
+    fn index_slot(&mut self, hash: u64, slot: Slot) {
         let low = hash as u32;
         self.index[segment(hash)].insert_unique(
             bucket_hash(low),
@@ -154,7 +179,6 @@ impl Store {
             |b| bucket_hash(b.hash),
         );
         self.len += 1;
-        slot
     }
 
     /// Removes the entry in `slot` and frees the slot.
@@ -235,6 +259,36 @@ mod tests {
         assert_eq!(s.iter().count(), 9_999);
         let used = s.index.iter().filter(|p| !p.is_empty()).count();
         assert_eq!(used, SEGMENTS, "the hash spreads over every segment");
+    }
+
+    #[test]
+    fn an_entry_put_back_returns_to_its_cell() {
+        let mut s = Store::default();
+        let slots: Vec<Slot> = (0..3)
+            .map(|i| {
+                let e = entry(i);
+                s.insert(s.hash(e.id()), e)
+            })
+            .collect();
+        let first = s.remove(slots[0]).expect("stored");
+        let second = s.remove(slots[1]).expect("stored");
+        // The free list now offers slots[1] first; putting `first` back takes slots[0].
+        assert!(
+            s.insert_at(slots[0], s.hash(first.id()), first.clone())
+                .is_ok()
+        );
+        let again = s.insert_at(slots[0], s.hash(first.id()), first);
+        assert!(again.is_err(), "not free");
+        assert_eq!(s.find(s.hash(b"id-0"), b"id-0"), Some(slots[0]));
+        let e = entry(9);
+        assert_eq!(s.insert(s.hash(e.id()), e), slots[1]);
+        // slots[0] is still on the free list, but filled: the next insert skips it.
+        let e = entry(10);
+        let fresh = s.insert(s.hash(e.id()), e);
+        assert!(!slots.contains(&fresh));
+        let taken = s.insert_at(slots[1], s.hash(second.id()), second);
+        assert!(taken.is_err(), "taken by entry 9");
+        assert_eq!(s.len(), 4);
     }
 
     #[test]

@@ -53,8 +53,8 @@ enum Undo {
     /// by hash and fence, not by slot: a later step taken back first may have put the entry
     /// back in another slot.
     Grant { hash: u64, fence: u64 },
-    /// A release: put the removed entry back.
-    Release(Entry, Option<Extra>),
+    /// A release: put the removed entry back in its cell.
+    Release(Slot, Entry, Option<Extra>),
     /// A completion: back to locked with this deadline and result.
     Complete {
         hash: u64,
@@ -140,9 +140,9 @@ impl LockTable {
                         self.remove_slot(slot);
                     }
                 }
-                Undo::Release(entry, extra) => {
+                Undo::Release(slot, entry, extra) => {
                     let hash = self.store.hash(entry.id());
-                    self.insert_hashed(hash, entry, extra);
+                    self.insert_hashed(hash, entry, extra, Some(slot));
                 }
                 Undo::Complete {
                     hash,
@@ -295,7 +295,7 @@ impl LockTable {
             fingerprint: Some(f),
             result: None,
         });
-        self.insert_hashed(hash, entry, extra);
+        self.insert_hashed(hash, entry, extra, None);
         self.undo.push(Undo::Grant { hash, fence });
         ctx.records.push(LogRecord::Lock {
             id,
@@ -307,8 +307,16 @@ impl LockTable {
         (key, fence)
     }
 
-    /// Stores an entry for a free id, with its extra parts. Returns its slot.
-    fn insert_hashed(&mut self, hash: u64, mut entry: Entry, extra: Option<Extra>) -> Slot {
+    /// Stores an entry for a free id, with its extra parts, in the cell `at` if given and free
+    /// (taking a release back: an entry never moves, which a running rewrite's snapshot,
+    /// encoded a slab chunk at a time, relies on), else in any free cell. Returns its slot.
+    fn insert_hashed(
+        &mut self,
+        hash: u64,
+        mut entry: Entry,
+        extra: Option<Extra>,
+        at: Option<Slot>,
+    ) -> Slot {
         let deadline = self.deadline_of(&entry);
         match entry.state() {
             State::Locked => self.locked += 1,
@@ -316,7 +324,13 @@ impl LockTable {
         }
         let extra = extra.filter(|x| !x.is_empty());
         entry.set_has_extra(extra.is_some());
-        let slot = self.store.insert(hash, entry);
+        let slot = match at {
+            Some(slot) => match self.store.insert_at(slot, hash, entry) {
+                Ok(()) => slot,
+                Err(entry) => self.store.insert(hash, entry),
+            },
+            None => self.store.insert(hash, entry),
+        };
         if let Some(extra) = extra {
             self.extras.insert(slot, extra);
         }
@@ -335,7 +349,7 @@ impl LockTable {
             return;
         };
         ctx.records.push(LogRecord::Unlock { id: id.into() });
-        self.undo.push(Undo::Release(entry, extra));
+        self.undo.push(Undo::Release(slot, entry, extra));
         if !self.waits.is_empty() {
             self.grant_next(id, ctx);
         }
@@ -556,7 +570,7 @@ impl LockTable {
         if self.is_due(&entry, now_ms) || self.store.find(hash, &id).is_some() {
             return false;
         }
-        self.insert_hashed(hash, entry, Some(extra));
+        self.insert_hashed(hash, entry, Some(extra), None);
         true
     }
 
