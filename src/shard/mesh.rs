@@ -3,12 +3,15 @@
 //! Shard to shard: a fixed N×N grid of single-producer/single-consumer ring buffers, created at
 //! start-up. Each carries whole batches: a shard collects everything for one destination during
 //! a loop iteration and pushes it as one [`Batch`], then wakes that destination once.
-//! From other threads (the acceptor, HTTP workers): one MPSC [`Inbox`] per shard.
+//! From other threads (the acceptor, HTTP workers): one MPSC [`Inbox`] per shard. A sender
+//! wakes the shard only if no wake is pending since the shard last emptied its inbox, so a
+//! burst of HTTP requests costs one wake system call, not one each.
 //!
 //! A shard never blocks on another: a full ring keeps the batch in the sender's outbox for the
 //! next iteration.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use mio::Waker;
@@ -94,14 +97,21 @@ impl std::fmt::Debug for External {
 pub struct Inbox {
     sender: mpsc::Sender<External>,
     waker: Arc<Waker>,
+    /// Set by the first sender after the shard last emptied the inbox, cleared by the shard.
+    woken: Arc<AtomicBool>,
 }
 
 impl Inbox {
-    /// Delivers `work` and wakes the shard. Fails only if the shard has stopped.
+    /// Delivers `work` and wakes the shard unless a wake is already pending. Fails only if
+    /// the shard has stopped.
     pub fn send(&self, work: External) -> Result<(), External> {
         self.sender.send(work).map_err(|e| e.0)?;
-        // A failed wake means the shard's poll is gone, i.e. it has stopped.
-        let _ = self.waker.wake();
+        // The swap is a read-modify-write: when it finds a wake pending, the shard's clearing
+        // swap comes after it, and the shard empties the inbox after that.
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            // A failed wake means the shard's poll is gone, i.e. it has stopped.
+            let _ = self.waker.wake();
+        }
         Ok(())
     }
 }
@@ -115,8 +125,9 @@ pub struct Endpoint {
     wakers: Vec<Arc<Waker>>,
     outbox: Vec<Batch>,
     stalled: Vec<Batch>,
-    /// Receives work from other threads.
+    /// Receives work from other threads; call [`Endpoint::rearm_inbox`] before emptying it.
     pub inbox: mpsc::Receiver<External>,
+    inbox_woken: Arc<AtomicBool>,
     /// Messages queued for other shards since start (for the figures).
     pub sent: u64,
     /// Messages taken from other shards since start.
@@ -124,6 +135,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Lets the next sender to the inbox wake this shard again. Call it before emptying the
+    /// inbox: anything sent after that either is taken now or wakes the shard.
+    pub fn rearm_inbox(&self) {
+        self.inbox_woken.swap(false, Ordering::AcqRel);
+    }
+
     /// Queues `msg` for shard `to`; it leaves at the next [`Endpoint::flush`].
     pub fn push(&mut self, to: ShardId, msg: Message) {
         if let Some(batch) = self.outbox.get_mut(to) {
@@ -219,9 +236,11 @@ pub fn build(wakers: Vec<Arc<Waker>>) -> (Vec<Endpoint>, Vec<Inbox>) {
     let mut inboxes = Vec::with_capacity(n);
     for (id, (to, from)) in to.into_iter().zip(from).enumerate() {
         let (sender, receiver) = mpsc::channel();
+        let woken = Arc::new(AtomicBool::new(false));
         inboxes.push(Inbox {
             sender,
             waker: wakers[id].clone(),
+            woken: Arc::clone(&woken),
         });
         endpoints.push(Endpoint {
             id,
@@ -231,9 +250,48 @@ pub fn build(wakers: Vec<Arc<Waker>>) -> (Vec<Endpoint>, Vec<Inbox>) {
             outbox: (0..n).map(|_| Vec::new()).collect(),
             stalled: (0..n).map(|_| Vec::new()).collect(),
             inbox: receiver,
+            inbox_woken: woken,
             sent: 0,
             received: 0,
         });
     }
     (endpoints, inboxes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+
+    #[test]
+    fn a_burst_to_an_inbox_wakes_the_shard_once() {
+        let mut poll = Poll::new().expect("poll");
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).expect("waker"));
+        let (endpoints, inboxes) = build(vec![waker]);
+        let (shard, inbox) = (&endpoints[0], &inboxes[0]);
+        let mut events = Events::with_capacity(8);
+        let woken = |poll: &mut Poll, events: &mut Events| {
+            poll.poll(events, Some(Duration::ZERO)).expect("poll");
+            events.iter().any(|e| e.token() == Token(7))
+        };
+
+        for _ in 0..3 {
+            inbox.send(External::Shutdown).expect("send");
+        }
+        assert!(shard.inbox_woken.load(Ordering::Acquire));
+        assert!(
+            woken(&mut poll, &mut events),
+            "the first send wakes the shard"
+        );
+        shard.rearm_inbox();
+        assert_eq!(shard.inbox.try_iter().count(), 3, "all three are there");
+        assert!(!shard.inbox_woken.load(Ordering::Acquire));
+        // The next send after the shard looked wakes it again.
+        inbox.send(External::Shutdown).expect("send");
+        assert!(shard.inbox_woken.load(Ordering::Acquire));
+        assert!(woken(&mut poll, &mut events));
+    }
 }

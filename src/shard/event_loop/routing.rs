@@ -14,6 +14,7 @@ use crate::shard::mesh::{ConnRef, External, Message};
 impl<C: Clock> Shard<C> {
     pub(super) fn take_external(&mut self) {
         let mut timing = false;
+        self.core.mesh.rearm_inbox();
         while let Ok(work) = self.core.mesh.inbox.try_recv() {
             if !timing && matches!(work, External::Command { .. }) {
                 self.core.start_laps();
