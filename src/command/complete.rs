@@ -53,7 +53,8 @@ impl Complete {
         let same_key = self.key.is_some_and(|k| entry.key_matches(&k));
         match (entry.state(), same_key) {
             (State::Locked, true) => {
-                table.complete(&self.id, self.result, ctx);
+                let at = entry.at();
+                table.complete(&self.id, at, self.result, ctx);
                 Reply::Ok
             }
             (State::Locked, false) => errors::BAD_KEY,

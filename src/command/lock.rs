@@ -91,34 +91,37 @@ impl Lock {
     /// Runs the command.
     pub fn apply(self, table: &mut LockTable, ctx: &mut ApplyCtx<'_>) -> Reply {
         let fingerprint = self.fingerprint.as_deref();
-        if let Some(entry) = table.live(&self.id, ctx) {
-            if let (Some(mine), Some(theirs)) = (fingerprint, entry.fingerprint())
-                && mine != theirs
-            {
-                table.counters.mismatches += 1;
-                return errors::MISMATCH;
-            }
-            return match (entry.state(), self.wait_ms) {
-                (State::Completed, _) => errors::COMPLETED,
-                (State::Locked, Some(wait_ms)) if wait_ms > 0 => {
-                    let waiter = Waiter::new(
-                        ctx.origin,
-                        self.lease_ms,
-                        self.fingerprint,
-                        self.with_fence,
-                        ctx.now_ms.saturating_add(wait_ms),
-                    );
-                    let parked = table.park(&self.id, waiter);
-                    if parked {
-                        Reply::Parked
-                    } else {
-                        errors::QUEUE_FULL
-                    }
+        let vacant = match table.lookup(&self.id, ctx) {
+            Err(vacant) => vacant,
+            Ok(entry) => {
+                if let (Some(mine), Some(theirs)) = (fingerprint, entry.fingerprint())
+                    && mine != theirs
+                {
+                    table.counters.mismatches += 1;
+                    return errors::MISMATCH;
                 }
-                (State::Locked, _) => errors::LOCKED,
-            };
-        }
-        let (key, fence) = table.grant(self.id, self.lease_ms, self.fingerprint, ctx);
+                return match (entry.state(), self.wait_ms) {
+                    (State::Completed, _) => errors::COMPLETED,
+                    (State::Locked, Some(wait_ms)) if wait_ms > 0 => {
+                        let waiter = Waiter::new(
+                            ctx.origin,
+                            self.lease_ms,
+                            self.fingerprint,
+                            self.with_fence,
+                            ctx.now_ms.saturating_add(wait_ms),
+                        );
+                        let parked = table.park(&self.id, waiter);
+                        if parked {
+                            Reply::Parked
+                        } else {
+                            errors::QUEUE_FULL
+                        }
+                    }
+                    (State::Locked, _) => errors::LOCKED,
+                };
+            }
+        };
+        let (key, fence) = table.grant(vacant, self.id, self.lease_ms, self.fingerprint, ctx);
         lock_reply(key, fence, self.with_fence)
     }
 }

@@ -48,7 +48,9 @@ impl Renew {
         if let Err(reply) = check_holder(entry.as_deref(), self.key) {
             return reply;
         }
-        table.renew(&self.id, self.lease_ms, ctx);
+        if let Some(at) = entry.map(|e| e.at()) {
+            table.renew(&self.id, at, self.lease_ms, ctx);
+        }
         Reply::Ok
     }
 }

@@ -48,7 +48,9 @@ impl Unlock {
         if let Err(reply) = check_holder(entry.as_deref(), self.key) {
             return reply;
         }
-        table.release(&self.id, ctx);
+        if let Some(at) = entry.map(|e| e.at()) {
+            table.release(&self.id, at, ctx);
+        }
         Reply::Ok
     }
 }

@@ -363,19 +363,15 @@ impl ShardLog {
                     .unwrap_or_else(|_| Err(io::Error::other("the log rewrite thread panicked")))
             });
         let file = match written {
-            Ok(_) if rewrite.abandoned => {
-                self.rewrite = None;
-                self.discard_rewrite_file();
-                return Some(Err(io::Error::other(
-                    "log rewrite abandoned: its snapshot holds records whose flush failed",
-                )));
-            }
+            Ok(_) if rewrite.abandoned => Err(io::Error::other(
+                "log rewrite abandoned: its snapshot holds records whose flush failed",
+            )),
+            Ok(file) => Ok(file),
+            Err(e) => Err(with_path(e, "rewriting", &self.rewrite_path)),
+        };
+        let file = match file {
             Ok(file) => file,
-            Err(e) => {
-                self.rewrite = None;
-                self.discard_rewrite_file();
-                return Some(Err(with_path(e, "rewriting", &self.rewrite_path)));
-            }
+            Err(e) => return Some(self.abandon_rewrite(e)),
         };
         let unwritten = self.buf.len().saturating_sub(rewrite.pre_begin);
         let ready = rewrite.tail.len().saturating_sub(unwritten);
@@ -393,11 +389,7 @@ impl ShardLog {
                     rewrite.rounds += 1;
                     return None;
                 }
-                Err(e) => {
-                    self.rewrite = None;
-                    self.discard_rewrite_file();
-                    return Some(Err(e));
-                }
+                Err(e) => return Some(self.abandon_rewrite(e)),
             }
         }
         let rewrite = self.rewrite.take()?;
@@ -494,6 +486,13 @@ impl ShardLog {
             }
         }
         self.clear_buffer();
+    }
+
+    /// Ends a running rewrite that failed: the old log stays in use.
+    fn abandon_rewrite(&mut self, e: io::Error) -> io::Result<RewriteReport> {
+        self.rewrite = None;
+        self.discard_rewrite_file();
+        Err(e)
     }
 
     fn discard_rewrite_file(&self) {

@@ -200,16 +200,30 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// An entry as a command sees it: the entry and its extra parts.
+/// Where a looked-up entry is stored: its cell and its id's hash, so that changing it needs
+/// no second lookup. Valid until the table next changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    pub(super) slot: u32,
+    pub(super) hash: u64,
+}
+
+/// An entry as a command sees it: the entry, its extra parts, and where it is.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
     entry: &'a Entry,
     extra: Option<&'a Extra>,
+    at: At,
 }
 
 impl<'a> View<'a> {
-    pub(super) fn new(entry: &'a Entry, extra: Option<&'a Extra>) -> View<'a> {
-        View { entry, extra }
+    pub(super) fn new(entry: &'a Entry, extra: Option<&'a Extra>, at: At) -> View<'a> {
+        View { entry, extra, at }
+    }
+
+    /// Where the entry is, for [`crate::shard::table::LockTable`]'s changes.
+    pub fn at(&self) -> At {
+        self.at
     }
 
     /// The fingerprint, if one was given.

@@ -88,24 +88,24 @@ impl Store {
 
     /// The slot of `id`, whose hash is `hash`.
     pub fn find(&self, hash: u64, id: &[u8]) -> Option<Slot> {
-        let chunks = &self.chunks;
-        let low = hash as u32;
-        self.index[segment(hash)]
-            .find(bucket_hash(low), |b| {
-                b.hash == low && cell(chunks, b.slot).is_some_and(|e| e.id() == id)
-            })
-            .map(|b| b.slot)
+        self.find_by(hash, |e| e.id() == id)
     }
 
     /// The slot of the entry whose id hashes to `hash` and whose fence is `fence`. Fences are
     /// unique, so this finds one entry wherever it is stored now (an entry taken out and put
     /// back may have moved to another slot).
     pub fn find_fenced(&self, hash: u64, fence: u64) -> Option<Slot> {
+        self.find_by(hash, |e| e.fence() == fence)
+    }
+
+    /// The slot of an entry filed under `hash` for which `is` holds; entries are read only
+    /// when 32 bits of their hash match.
+    fn find_by(&self, hash: u64, is: impl Fn(&Entry) -> bool) -> Option<Slot> {
         let chunks = &self.chunks;
         let low = hash as u32;
         self.index[segment(hash)]
             .find(bucket_hash(low), |b| {
-                b.hash == low && cell(chunks, b.slot).is_some_and(|e| e.fence() == fence)
+                b.hash == low && cell(chunks, b.slot).is_some_and(&is)
             })
             .map(|b| b.slot)
     }
@@ -184,6 +184,11 @@ impl Store {
     /// Removes the entry in `slot` and frees the slot.
     pub fn remove(&mut self, slot: Slot) -> Option<Entry> {
         let hash = self.hash(self.get(slot)?.id());
+        self.remove_hashed(hash, slot)
+    }
+
+    /// [`Store::remove`] for an entry whose id's hash is known.
+    pub fn remove_hashed(&mut self, hash: u64, slot: Slot) -> Option<Entry> {
         let found =
             self.index[segment(hash)].find_entry(bucket_hash(hash as u32), |b| b.slot == slot);
         if let Ok(found) = found {

@@ -27,7 +27,7 @@ use crate::log::codec::RecordRef;
 use crate::protocol::{KeyBytes, Reply};
 use crate::shard::Origin;
 use crate::shard::deadlines::Deadlines;
-pub use crate::shard::entry::{Entry, Extra, MAX_FENCE, State, View};
+pub use crate::shard::entry::{At, Entry, Extra, MAX_FENCE, State, View};
 use crate::shard::store::{Slot, Store};
 pub use crate::shard::waits::Waiter;
 use crate::shard::waits::Waits;
@@ -68,6 +68,13 @@ enum Undo {
         fence: u64,
         deadline_ms: u64,
     },
+}
+
+/// Proof from [`LockTable::lookup`] that an id is free, carrying its hash for the grant.
+/// Valid until the table next changes.
+#[derive(Clone, Copy, Debug)]
+pub struct Vacant {
+    hash: u64,
 }
 
 /// Settings that shape the table's behaviour.
@@ -137,7 +144,7 @@ impl LockTable {
             match step {
                 Undo::Grant { hash, fence } => {
                     if let Some(slot) = self.store.find_fenced(hash, fence) {
-                        self.remove_slot(slot);
+                        self.remove_slot(At { slot, hash });
                     }
                 }
                 Undo::Release(slot, entry, extra) => {
@@ -189,40 +196,49 @@ impl LockTable {
         }
     }
 
-    fn view(&self, slot: Slot) -> Option<View<'_>> {
-        let entry = self.store.get(slot)?;
-        let extra = if entry.has_extra() {
+    /// The extra parts of the entry in `slot`.
+    fn extra_of(&self, slot: Slot, entry: &Entry) -> Option<&Extra> {
+        if entry.has_extra() {
             self.extras.get(&slot)
         } else {
             None
-        };
-        Some(View::new(entry, extra))
+        }
     }
 
-    fn slot_of(&self, id: &[u8]) -> Option<Slot> {
-        self.store.find(self.store.hash(id), id)
+    fn view(&self, at: At) -> Option<View<'_>> {
+        let entry = self.store.get(at.slot)?;
+        Some(View::new(entry, self.extra_of(at.slot, entry), at))
     }
 
     /// The entry for `id` as stored, without checking deadlines.
     pub fn peek(&self, id: &[u8]) -> Option<View<'_>> {
-        self.view(self.slot_of(id)?)
+        let hash = self.store.hash(id);
+        let slot = self.store.find(hash, id)?;
+        self.view(At { slot, hash })
     }
 
     /// The entry for `id` if it is locked or completed *now*: an expired lease is freed (and
     /// its first waiter granted) and a completion past retention is reaped before answering.
     pub fn live(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) -> Option<View<'_>> {
+        self.lookup(id, ctx).ok()
+    }
+
+    /// [`LockTable::live`], or the proof that `id` is free, for [`LockTable::grant`]: one hash
+    /// and one probe for the lookup and the grant together.
+    pub fn lookup(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) -> Result<View<'_>, Vacant> {
         let hash = self.store.hash(id);
-        let mut slot = self.store.find(hash, id)?;
+        let vacant = Vacant { hash };
+        let mut slot = self.store.find(hash, id).ok_or(vacant)?;
         if self
             .store
             .get(slot)
             .is_some_and(|e| self.is_due(e, ctx.now_ms))
         {
-            self.expire_slot(slot, ctx);
+            self.expire_slot(At { slot, hash }, ctx);
             // The first waiter, if any, has just been granted the id.
-            slot = self.store.find(hash, id)?;
+            slot = self.store.find(hash, id).ok_or(vacant)?;
         }
-        self.view(slot)
+        self.view(At { slot, hash }).ok_or(vacant)
     }
 
     fn is_due(&self, e: &Entry, now_ms: u64) -> bool {
@@ -238,7 +254,7 @@ impl LockTable {
         }
     }
 
-    /// Whether the heap pair `(deadline, slot)` still stands for the entry in `slot`.
+    /// Whether the pair `(deadline, slot)` still stands for the entry in `slot`.
     fn is_target(&self, deadline: u64, slot: Slot) -> bool {
         self.store
             .get(slot)
@@ -246,10 +262,10 @@ impl LockTable {
     }
 
     /// Removes the entry in `slot` with its extra parts, keeping the counts.
-    fn remove_slot(&mut self, slot: Slot) -> Option<(Entry, Option<Extra>)> {
-        let entry = self.store.remove(slot)?;
+    fn remove_slot(&mut self, at: At) -> Option<(Entry, Option<Extra>)> {
+        let entry = self.store.remove_hashed(at.hash, at.slot)?;
         let extra = if entry.has_extra() {
-            self.extras.remove(&slot)
+            self.extras.remove(&at.slot)
         } else {
             None
         };
@@ -260,8 +276,8 @@ impl LockTable {
         Some((entry, extra))
     }
 
-    fn expire_slot(&mut self, slot: Slot, ctx: &mut ApplyCtx<'_>) {
-        let Some((entry, _)) = self.remove_slot(slot) else {
+    fn expire_slot(&mut self, at: At, ctx: &mut ApplyCtx<'_>) {
+        let Some((entry, _)) = self.remove_slot(at) else {
             return;
         };
         match entry.state() {
@@ -275,10 +291,11 @@ impl LockTable {
         }
     }
 
-    /// Takes a free id for a new holder: a fresh key and fence, the lease, a log record.
-    /// Returns the key and fence.
+    /// Takes a free id (found so by [`LockTable::lookup`]) for a new holder: a fresh key and
+    /// fence, the lease, a log record. Returns the key and fence.
     pub fn grant(
         &mut self,
+        vacant: Vacant,
         id: Id,
         lease_ms: Option<u64>,
         fingerprint: Option<Box<[u8]>>,
@@ -289,7 +306,7 @@ impl LockTable {
         let deadline_ms = lease_ms
             .or(self.policy.default_lease_ms)
             .map_or(0, |ms| ctx.now_ms.saturating_add(ms).max(1));
-        let hash = self.store.hash(&id);
+        let hash = vacant.hash;
         let entry = Entry::new(&id, State::Locked, key, fence, deadline_ms);
         let extra = fingerprint.clone().map(|f| Extra {
             fingerprint: Some(f),
@@ -340,27 +357,28 @@ impl LockTable {
         slot
     }
 
-    /// Frees a locked id and grants it to its first waiter, if any.
-    pub fn release(&mut self, id: &[u8], ctx: &mut ApplyCtx<'_>) {
-        let Some(slot) = self.slot_of(id) else {
-            return;
-        };
-        let Some((entry, extra)) = self.remove_slot(slot) else {
+    /// Frees locked `id`, found at `at`, and grants it to its first waiter, if any.
+    pub fn release(&mut self, id: &[u8], at: At, ctx: &mut ApplyCtx<'_>) {
+        let Some((entry, extra)) = self.remove_slot(at) else {
             return;
         };
         ctx.records.push(LogRecord::Unlock { id: id.into() });
-        self.undo.push(Undo::Release(slot, entry, extra));
+        self.undo.push(Undo::Release(at.slot, entry, extra));
         if !self.waits.is_empty() {
             self.grant_next(id, ctx);
         }
     }
 
-    /// Completes a locked id, storing `result`, and tells every waiter it is completed.
-    pub fn complete(&mut self, id: &[u8], result: Option<Box<[u8]>>, ctx: &mut ApplyCtx<'_>) {
-        let hash = self.store.hash(id);
-        let Some(slot) = self.store.find(hash, id) else {
-            return;
-        };
+    /// Completes locked `id`, found at `at`, storing `result`, and tells every waiter it is
+    /// completed.
+    pub fn complete(
+        &mut self,
+        id: &[u8],
+        at: At,
+        result: Option<Box<[u8]>>,
+        ctx: &mut ApplyCtx<'_>,
+    ) {
+        let At { slot, hash } = at;
         let Some(e) = self.store.get_mut(slot) else {
             return;
         };
@@ -380,7 +398,7 @@ impl LockTable {
             e.set_has_extra(true);
             self.extras.entry(slot).or_default().result = result;
         }
-        if let Some(record) = self.view(slot).map(|v| v.as_record().to_record()) {
+        if let Some(record) = self.view(at).map(|v| v.as_record().to_record()) {
             ctx.records.push(record);
         }
         self.locked -= 1;
@@ -400,13 +418,10 @@ impl LockTable {
         }
     }
 
-    /// Moves the lease deadline of a locked id.
-    pub fn renew(&mut self, id: &[u8], lease_ms: u64, ctx: &mut ApplyCtx<'_>) {
+    /// Moves the lease deadline of locked `id`, found at `at`.
+    pub fn renew(&mut self, id: &[u8], at: At, lease_ms: u64, ctx: &mut ApplyCtx<'_>) {
         let deadline_ms = ctx.now_ms.saturating_add(lease_ms).max(1);
-        let hash = self.store.hash(id);
-        let Some(slot) = self.store.find(hash, id) else {
-            return;
-        };
+        let At { slot, hash } = at;
         if let Some(e) = self.store.get_mut(slot) {
             self.undo.push(Undo::Renew {
                 hash,
@@ -432,7 +447,10 @@ impl LockTable {
         let Some(w) = self.waits.pop_first(id) else {
             return;
         };
-        let (key, fence) = self.grant(id.into(), w.lease_ms, w.fingerprint, ctx);
+        let vacant = Vacant {
+            hash: self.store.hash(id),
+        };
+        let (key, fence) = self.grant(vacant, id.into(), w.lease_ms, w.fingerprint, ctx);
         ctx.deliveries.push(Delivery {
             origin: w.origin,
             reply: lock_reply(key, fence, w.with_fence),
@@ -470,8 +488,11 @@ impl LockTable {
                 let Some((deadline, slot)) = self.expiry.pop_due(now) else {
                     break;
                 };
-                if self.is_target(deadline, slot) {
-                    self.expire_slot(slot, ctx);
+                if let Some(e) = self.store.get(slot)
+                    && self.deadline_of(e) == Some(deadline)
+                {
+                    let hash = self.store.hash(e.id());
+                    self.expire_slot(At { slot, hash }, ctx);
                 }
             } else {
                 let Some(timed_out) = self.waits.pop_due(now) else {
@@ -585,12 +606,18 @@ impl LockTable {
     pub fn part(&self, n: usize) -> impl Iterator<Item = RecordRef<'_>> {
         self.store
             .chunk(n)
-            .filter_map(|(slot, _)| Some(self.view(slot)?.as_record()))
+            .map(|(slot, e)| e.as_record(self.extra_of(slot, e)))
     }
 
     /// Every stored entry, with its extra parts.
     pub fn entries(&self) -> impl Iterator<Item = View<'_>> {
-        self.store.iter().filter_map(|(slot, _)| self.view(slot))
+        self.store.iter().map(|(slot, e)| {
+            let at = At {
+                slot,
+                hash: self.store.hash(e.id()),
+            };
+            View::new(e, self.extra_of(slot, e), at)
+        })
     }
 
     /// Number of stored ids (locked plus completed).
