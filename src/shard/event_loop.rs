@@ -166,7 +166,7 @@ impl<C: Clock> Shard<C> {
         let rewrite_base = log.file_len();
         let chaos = Chaos::new(ctx.config.chaos_rate, ctx.config.chaos_seed, mesh.id);
         let limits = ClientLimits::from_config(&ctx.config);
-        Shard {
+        let mut shard = Shard {
             poll,
             conns: Slab::new(),
             decoder: RequestDecoder::new(limits.decoder),
@@ -202,7 +202,11 @@ impl<C: Clock> Shard<C> {
             incoming: Vec::new(),
             stopping: false,
             limits,
-        }
+        };
+        // The recovered figures count before any thread runs: a client accepted by a shard
+        // that is already looping must not see another shard's table as empty.
+        shard.publish_stats();
+        shard
     }
 
     /// Runs the loop until the process ends.
@@ -210,8 +214,6 @@ impl<C: Clock> Shard<C> {
         let mut events = Events::with_capacity(1024);
         let mut stalled = false;
         let mut more_due = false;
-        // The recovered figures count from the start, not from the first event.
-        self.publish_stats();
         loop {
             let timeout = if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
                 Some(Duration::ZERO)
