@@ -2,7 +2,11 @@
 //! hash index of slot numbers split into segments.
 //!
 //! Memory: an entry sits in a 48-byte cell of a 4,096-cell chunk, so the slab wastes at most
-//! one partly filled chunk, and a freed cell is reused by the next insert. The index holds
+//! one partly filled chunk while it grows. An insert takes a free cell of the lowest chunk that
+//! has one, so after a burst the entries that stay and those that come gather in the low chunks
+//! while the high ones empty; an emptied chunk is given back to the allocator (unless it is the
+//! only room left: an id taken and freed over and over must not allocate each time), and an
+//! index segment under a quarter full shrinks. The index holds
 //! 8-byte buckets (the slot number and 32 bits of the id's hash); its power-of-two slack (a hash
 //! table is between 7/16 and 7/8 full) costs bytes per entry rather than a few times an entry.
 //! Because the buckets carry the hash, growing the index never reads an entry or its id, and a
@@ -45,15 +49,94 @@ fn bucket_hash(low: u32) -> u64 {
     u64::from(low) | (u64::from(low) << 32)
 }
 
+/// One slab chunk: up to [`CHUNK`] cells, allocated whole when first needed and given back to
+/// the allocator when it empties while other chunks have room (see [`Store::remove_hashed`]).
+#[derive(Debug, Default)]
+struct Chunk {
+    /// The cells used so far; capacity [`CHUNK`], or none while the chunk is released.
+    cells: Vec<Option<Entry>>,
+    /// The free cells below `cells.len()`, the most recently freed last.
+    free: Vec<u16>,
+    /// Entries stored in the chunk.
+    live: u32,
+}
+
+impl Chunk {
+    fn has_room(&self) -> bool {
+        !self.free.is_empty() || self.cells.len() < CHUNK
+    }
+
+    fn is_released(&self) -> bool {
+        self.cells.capacity() == 0
+    }
+
+    /// Makes sure the chunk has its memory; returns whether it had to be allocated.
+    fn allocate(&mut self) -> bool {
+        let released = self.is_released();
+        if released {
+            self.cells.reserve_exact(CHUNK);
+        }
+        released
+    }
+}
+
+/// A set of chunk numbers that yields its lowest member cheaply.
+#[derive(Debug, Default)]
+struct ChunkSet {
+    words: Vec<u64>,
+    /// No member lies in a word below this one.
+    low: usize,
+}
+
+impl ChunkSet {
+    fn insert(&mut self, n: usize) {
+        let w = n / 64;
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (n % 64);
+        self.low = self.low.min(w);
+    }
+
+    fn remove(&mut self, n: usize) {
+        if let Some(word) = self.words.get_mut(n / 64) {
+            *word &= !(1 << (n % 64));
+        }
+    }
+
+    /// The lowest member.
+    fn first(&mut self) -> Option<usize> {
+        while let Some(&word) = self.words.get(self.low) {
+            if word != 0 {
+                return Some(self.low * 64 + word.trailing_zeros() as usize);
+            }
+            self.low += 1;
+        }
+        None
+    }
+}
+
 /// A shard's entries and their index by id.
+///
+/// New entries go to the lowest-numbered chunk with a free cell, so that after a burst the
+/// survivors and newcomers gather in the low chunks while the high ones drain and are given
+/// back; index segments shrink when they fall below a quarter full.
 #[derive(Debug)]
 pub struct Store {
     hasher: RandomState,
     index: Box<[HashTable<Bucket>]>,
-    chunks: Vec<Vec<Option<Entry>>>,
-    free: Vec<Slot>,
+    chunks: Vec<Chunk>,
+    /// Allocated chunks with a free cell or room to grow.
+    open: ChunkSet,
+    /// Chunks whose memory has been given back.
+    released: ChunkSet,
+    /// Chunks that hold memory.
+    allocated: usize,
     len: usize,
 }
+
+/// Index segments at or above this capacity shrink when under a quarter full.
+const SHRINK_FROM: usize = 128;
 
 impl Default for Store {
     fn default() -> Self {
@@ -61,7 +144,9 @@ impl Default for Store {
             hasher: RandomState::new(),
             index: (0..SEGMENTS).map(|_| HashTable::new()).collect(),
             chunks: Vec::new(),
-            free: Vec::new(),
+            open: ChunkSet::default(),
+            released: ChunkSet::default(),
+            allocated: 0,
             len: 0,
         }
     }
@@ -75,9 +160,9 @@ fn split(slot: Slot) -> (usize, usize) {
     ((slot >> CHUNK_BITS) as usize, slot as usize & (CHUNK - 1))
 }
 
-fn cell(chunks: &[Vec<Option<Entry>>], slot: Slot) -> Option<&Entry> {
+fn cell(chunks: &[Chunk], slot: Slot) -> Option<&Entry> {
     let (chunk, at) = split(slot);
-    chunks.get(chunk)?.get(at)?.as_ref()
+    chunks.get(chunk)?.cells.get(at)?.as_ref()
 }
 
 impl Store {
@@ -118,42 +203,49 @@ impl Store {
     /// The entry in `slot`, mutably. Its id must not be changed.
     pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Entry> {
         let (chunk, at) = split(slot);
-        self.chunks.get_mut(chunk)?.get_mut(at)?.as_mut()
+        self.chunks.get_mut(chunk)?.cells.get_mut(at)?.as_mut()
     }
 
-    /// Stores `entry`, whose id (hashing to `hash`) must not be stored yet. Returns its slot.
+    /// Stores `entry`, whose id (hashing to `hash`) must not be stored yet, in the lowest
+    /// chunk with room. Returns its slot.
     ///
     /// # Panics
     /// When the store already holds 2^32 entries.
     pub fn insert(&mut self, hash: u64, entry: Entry) -> Slot {
-        // The free list may name cells that `insert_at` has filled since: skip those.
-        let reusable = loop {
-            match self.free.pop() {
-                Some(slot) if self.get(slot).is_some() => continue,
-                other => break other,
+        let n = match self.open.first().or_else(|| self.released.first()) {
+            Some(n) => n,
+            None => {
+                assert!(
+                    self.chunks.len() < 1 << (32 - CHUNK_BITS),
+                    "a shard holds at most 2^32 ids"
+                );
+                self.chunks.push(Chunk::default());
+                self.chunks.len() - 1
             }
         };
-        let slot = match reusable {
-            Some(slot) => {
-                let (chunk, at) = split(slot);
-                self.chunks[chunk][at] = Some(entry);
-                slot
+        let chunk = &mut self.chunks[n];
+        if chunk.allocate() {
+            self.released.remove(n);
+            self.allocated += 1;
+        }
+        let at = match chunk.free.pop() {
+            Some(at) => {
+                chunk.cells[usize::from(at)] = Some(entry);
+                usize::from(at)
             }
             None => {
-                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                    assert!(
-                        self.chunks.len() < 1 << (32 - CHUNK_BITS),
-                        "a shard holds at most 2^32 ids"
-                    );
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                let chunk_no = self.chunks.len() - 1;
-                let chunk = &mut self.chunks[chunk_no];
-                chunk.push(Some(entry));
-                // Both parts fit: chunk_no < 2^(32 - CHUNK_BITS) and the cell < CHUNK.
-                ((chunk_no as Slot) << CHUNK_BITS) | (chunk.len() - 1) as Slot
+                chunk.cells.push(Some(entry));
+                chunk.cells.len() - 1
             }
         };
+        chunk.live += 1;
+        if !chunk.has_room() {
+            self.open.remove(n);
+        } else {
+            self.open.insert(n);
+        }
+        // Both parts fit: n < 2^(32 - CHUNK_BITS) and the cell < CHUNK.
+        let slot = ((n as Slot) << CHUNK_BITS) | at as Slot;
         self.index_slot(hash, slot);
         slot
     }
@@ -162,10 +254,36 @@ impl Store {
     /// the free cell it was removed from, so that taking a removal back never moves an entry.
     /// Gives the entry back, storing nothing, if that cell is not free.
     pub fn insert_at(&mut self, slot: Slot, hash: u64, entry: Entry) -> Result<(), Entry> {
-        let (chunk, at) = split(slot);
-        match self.chunks.get_mut(chunk).and_then(|c| c.get_mut(at)) {
-            Some(cell) if cell.is_none() => *cell = Some(entry),
-            _ => return Err(entry),
+        let (n, at) = split(slot);
+        let Some(chunk) = self.chunks.get_mut(n) else {
+            return Err(entry);
+        };
+        if at < chunk.cells.len() {
+            if chunk.cells[at].is_some() {
+                return Err(entry);
+            }
+            // A free cell below the used length is on the free list: take it off.
+            if let Some(i) = chunk.free.iter().rposition(|&f| usize::from(f) == at) {
+                chunk.free.swap_remove(i);
+            }
+            chunk.cells[at] = Some(entry);
+        } else {
+            if chunk.allocate() {
+                self.released.remove(n);
+                self.allocated += 1;
+            }
+            while chunk.cells.len() < at {
+                // The length is below `at` < CHUNK, so it fits in 16 bits.
+                chunk.free.push(chunk.cells.len() as u16);
+                chunk.cells.push(None);
+            }
+            chunk.cells.push(Some(entry));
+        }
+        chunk.live += 1;
+        if !chunk.has_room() {
+            self.open.remove(n);
+        } else {
+            self.open.insert(n);
         }
         self.index_slot(hash, slot);
         Ok(())
@@ -188,17 +306,37 @@ impl Store {
     }
 
     /// [`Store::remove`] for an entry whose id's hash is known.
+    ///
+    /// Memory: a chunk that empties is given back to the allocator when the other chunks
+    /// have at least a chunk's worth of free cells (so that an id locked and freed over and
+    /// over never allocates and frees a chunk each time), and an index segment that falls
+    /// below a quarter full shrinks to half full.
     pub fn remove_hashed(&mut self, hash: u64, slot: Slot) -> Option<Entry> {
-        let found =
-            self.index[segment(hash)].find_entry(bucket_hash(hash as u32), |b| b.slot == slot);
-        if let Ok(found) = found {
+        let (n, at) = split(slot);
+        let chunk = self.chunks.get_mut(n)?;
+        let entry = chunk.cells.get_mut(at)?.take()?;
+        chunk.live -= 1;
+        self.len -= 1;
+        // An empty chunk's neighbours hold every entry, so the subtraction cannot wrap.
+        if chunk.live == 0 && (self.allocated - 1) * CHUNK - self.len >= CHUNK {
+            chunk.cells = Vec::new();
+            chunk.free = Vec::new();
+            self.open.remove(n);
+            self.released.insert(n);
+            self.allocated -= 1;
+        } else {
+            // `at` < CHUNK, so it fits in 16 bits.
+            chunk.free.push(at as u16);
+            self.open.insert(n);
+        }
+        let segment = &mut self.index[segment(hash)];
+        if let Ok(found) = segment.find_entry(bucket_hash(hash as u32), |b| b.slot == slot) {
             found.remove();
         }
-        let (chunk, at) = split(slot);
-        let entry = self.chunks.get_mut(chunk)?.get_mut(at)?.take();
-        self.free.push(slot);
-        self.len -= 1;
-        entry
+        if segment.capacity() >= SHRINK_FROM && segment.len() * 4 < segment.capacity() {
+            segment.shrink_to(segment.len() * 2, |b| bucket_hash(b.hash));
+        }
+        Some(entry)
     }
 
     /// Number of slab chunks; [`Store::chunk`] takes `0..chunks()`.
@@ -210,7 +348,8 @@ impl Store {
     pub fn chunk(&self, n: usize) -> impl Iterator<Item = (Slot, &Entry)> {
         let base = (n as Slot) << CHUNK_BITS;
         self.chunks.get(n).into_iter().flat_map(move |c| {
-            c.iter()
+            c.cells
+                .iter()
                 .enumerate()
                 .filter_map(move |(i, e)| Some((base | i as Slot, e.as_ref()?)))
         })
@@ -219,6 +358,17 @@ impl Store {
     /// Every entry, with its slot.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Entry)> {
         (0..self.chunks.len()).flat_map(|n| self.chunk(n))
+    }
+
+    /// Chunks holding memory, and the index's capacity in buckets.
+    #[cfg(test)]
+    fn footprint(&self) -> (usize, usize) {
+        let held = self.chunks.iter().filter(|c| !c.is_released()).count();
+        assert_eq!(
+            held, self.allocated,
+            "the count of held chunks is kept right"
+        );
+        (held, self.index.iter().map(HashTable::capacity).sum())
     }
 
     /// Number of stored entries.
@@ -321,5 +471,190 @@ mod tests {
             .collect();
         seen.sort_unstable();
         assert_eq!(seen, (100..n + 100).collect::<Vec<_>>());
+    }
+    fn fill(s: &mut Store, ids: std::ops::Range<u64>) -> Vec<Slot> {
+        ids.map(|i| {
+            let e = entry(i);
+            s.insert(s.hash(e.id()), e)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_chunks_and_index_back() {
+        let mut s = Store::default();
+        let n = 40 * CHUNK as u64;
+        let slots = fill(&mut s, 0..n);
+        let (chunks, buckets) = s.footprint();
+        assert_eq!(chunks, 40);
+        // Keep the first 1,000 (the oldest: a burst expires in the order it came).
+        for &slot in &slots[1000..] {
+            assert!(s.remove(slot).is_some());
+        }
+        let (chunks_after, buckets_after) = s.footprint();
+        assert!(
+            chunks_after <= 2,
+            "{chunks_after} chunks held for 1,000 entries"
+        );
+        assert!(
+            buckets_after * 16 < buckets,
+            "index: {buckets} buckets at the peak, {buckets_after} after"
+        );
+        for i in 0..1000u64 {
+            let id = format!("id-{i}");
+            assert_eq!(
+                s.find(s.hash(id.as_bytes()), id.as_bytes()),
+                Some(slots[i as usize])
+            );
+        }
+        // Newcomers fill the held chunk's free cells before a released chunk is taken back.
+        let more = fill(&mut s, n..n + 1000);
+        assert!(more.iter().all(|&slot| split(slot).0 == 0));
+        assert_eq!(s.footprint().0, chunks_after);
+        assert_eq!(s.iter().count(), 2000);
+    }
+
+    #[test]
+    fn new_entries_go_to_the_lowest_chunk_with_room() {
+        let mut s = Store::default();
+        let slots = fill(&mut s, 0..4 * CHUNK as u64);
+        // Free a cell in chunk 3, then one in chunk 1: the next insert takes chunk 1's.
+        s.remove(slots[3 * CHUNK + 5]);
+        s.remove(slots[CHUNK + 7]);
+        let e = entry(99_999);
+        assert_eq!(s.insert(s.hash(e.id()), e), slots[CHUNK + 7]);
+        let e = entry(99_998);
+        assert_eq!(s.insert(s.hash(e.id()), e), slots[3 * CHUNK + 5]);
+        let e = entry(99_997);
+        assert_eq!(
+            split(s.insert(s.hash(e.id()), e)),
+            (4, 0),
+            "then a new chunk"
+        );
+    }
+
+    #[test]
+    fn an_id_taken_and_freed_over_and_over_keeps_its_chunk() {
+        let mut s = Store::default();
+        for i in 0..10_000u64 {
+            let e = entry(i);
+            let slot = s.insert(s.hash(e.id()), e);
+            assert_eq!(slot, 0);
+            assert!(s.remove(slot).is_some());
+            assert_eq!(s.footprint().0, 1, "the only chunk is kept");
+        }
+        // With a second chunk's worth of room elsewhere, an emptied chunk is released.
+        let slots = fill(&mut s, 0..3 * CHUNK as u64);
+        for &slot in &slots[CHUNK..2 * CHUNK] {
+            s.remove(slot);
+        }
+        assert_eq!(s.footprint().0, 3, "no room elsewhere: chunk 1 is kept");
+        for &slot in &slots[2 * CHUNK..] {
+            s.remove(slot);
+        }
+        assert_eq!(
+            s.footprint().0,
+            2,
+            "chunk 2 emptied with chunk 1 free: released"
+        );
+    }
+
+    #[test]
+    fn an_entry_put_back_into_a_released_chunk_returns_to_its_cell() {
+        let mut s = Store::default();
+        let slots = fill(&mut s, 0..3 * CHUNK as u64);
+        let mut kept = None;
+        for (i, &slot) in slots.iter().enumerate().skip(CHUNK) {
+            let e = s.remove(slot).expect("stored");
+            if i == 2 * CHUNK + 10 {
+                kept = Some(e);
+            }
+        }
+        assert_eq!(s.footprint().0, 2, "chunk 2 released");
+        let e = kept.expect("removed");
+        let slot = slots[2 * CHUNK + 10];
+        assert!(s.insert_at(slot, s.hash(e.id()), e.clone()).is_ok());
+        assert_eq!(s.footprint().0, 3);
+        assert_eq!(s.find(s.hash(e.id()), e.id()), Some(slot));
+        assert!(s.insert_at(slot, s.hash(e.id()), e).is_err(), "not free");
+        // The cells below it are free and taken before any above, chunk 1 first.
+        let next = fill(&mut s, 0..CHUNK as u64 + 10);
+        assert!(next[..CHUNK].iter().all(|&x| split(x).0 == 1));
+        let in_two: Vec<usize> = next[CHUNK..].iter().map(|&x| split(x).1).collect();
+        let mut sorted = in_two.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(s.len(), 2 * CHUNK + 11);
+    }
+
+    #[test]
+    fn random_inserts_removals_and_put_backs_keep_the_store_consistent() {
+        use rand::rngs::SmallRng;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut s = Store::default();
+        // Live ids by fence, with their slots; the last removal, to put back.
+        let mut live: Vec<(u64, Slot)> = Vec::new();
+        let mut removed: Option<(Slot, Entry)> = None;
+        let mut next = 0u64;
+        let mut released_some = false;
+        for step in 0..60_000u32 {
+            // Grow for a while, then drain, then grow again: chunks fill, empty and come back.
+            let grow = matches!(step / 15_000, 0 | 2);
+            match rng.random_range(0..10u32) {
+                0..=5 if grow || live.is_empty() => {
+                    let e = entry(next);
+                    live.push((next, s.insert(s.hash(e.id()), e)));
+                    next += 1;
+                }
+                0..=7 if !live.is_empty() => {
+                    let i = rng.random_range(0..live.len());
+                    let (fence, slot) = live.swap_remove(i);
+                    let e = s.remove(slot).expect("live");
+                    assert_eq!(e.fence(), fence);
+                    removed = Some((slot, e));
+                }
+                _ => {
+                    if let Some((slot, e)) = removed.take() {
+                        let fence = e.fence();
+                        if s.insert_at(slot, s.hash(e.id()), e).is_ok() {
+                            live.push((fence, slot));
+                        }
+                    }
+                }
+            }
+            if step % 5_000 == 0 || step == 59_999 {
+                let (held, _) = s.footprint();
+                assert_eq!(s.len(), live.len());
+                assert_eq!(s.iter().count(), live.len());
+                assert!(held <= s.chunks());
+                released_some |= held < s.chunks();
+                for &(fence, slot) in &live {
+                    let id = format!("id-{fence}");
+                    assert_eq!(s.find(s.hash(id.as_bytes()), id.as_bytes()), Some(slot));
+                }
+            }
+        }
+        assert!(released_some, "the drains gave chunks back");
+    }
+
+    #[test]
+    fn a_chunk_set_yields_its_lowest_member() {
+        let mut set = ChunkSet::default();
+        assert_eq!(set.first(), None);
+        for n in [700, 3, 64, 200] {
+            set.insert(n);
+        }
+        assert_eq!(set.first(), Some(3));
+        set.remove(3);
+        assert_eq!(set.first(), Some(64));
+        set.remove(64);
+        set.remove(200);
+        assert_eq!(set.first(), Some(700));
+        set.insert(1);
+        assert_eq!(set.first(), Some(1));
+        set.remove(1);
+        set.remove(700);
+        assert_eq!(set.first(), None);
     }
 }

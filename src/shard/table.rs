@@ -265,7 +265,12 @@ impl LockTable {
     fn remove_slot(&mut self, at: At) -> Option<(Entry, Option<Extra>)> {
         let entry = self.store.remove_hashed(at.hash, at.slot)?;
         let extra = if entry.has_extra() {
-            self.extras.remove(&at.slot)
+            let extra = self.extras.remove(&at.slot);
+            // Like the store's index, the side map gives memory back after a burst.
+            if self.extras.capacity() >= 128 && self.extras.len() * 4 < self.extras.capacity() {
+                self.extras.shrink_to(self.extras.len() * 2);
+            }
+            extra
         } else {
             None
         };
