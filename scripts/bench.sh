@@ -379,6 +379,8 @@ phase_c() {
 # Phase D: memory per held lock (12-byte ids, 1 h leases, nothing else stored).
 # ---------------------------------------------------------------------------------------------
 MEM_OURS=- MEM_REDIS_USED=- MEM_REDIS_RSS=- ours_held=- redis_held=-
+BURST_OURS_START=- BURST_OURS_PEAK=- BURST_OURS_LEFT=- BURST_OURS_KEYS=-
+BURST_REDIS_START=- BURST_REDIS_PEAK=- BURST_REDIS_LEFT=- BURST_REDIS_KEYS=-
 phase_d() {
     say "phase D: memory for $MEM_LOCKS locks"
     start_token d-ours --shards 1 --appendfsync no
@@ -403,6 +405,39 @@ phase_d() {
     MEM_OURS=$(per "$ours_rss0" "$ours_rss1" "$ours_held")
     MEM_REDIS_USED=$(per "$redis_used0" "$redis_used1" "$redis_held")
     MEM_REDIS_RSS=$(per "$redis_rss0" "$redis_rss1" "$redis_held")
+    stop_server "$D_OURS"
+    stop_server "$D_REDIS"
+
+    # A burst that expires: the same count of locks with 2 s leases, then what stays resident
+    # once both servers have dropped every one of them.
+    say "phase D: $MEM_LOCKS locks with 2 s leases, until they expire"
+    start_token d-burst-ours --shards 1 --appendfsync no
+    D_OURS=$PID D_OURS_PORT=$PORT
+    start_redis d-burst-redis
+    D_REDIS=$PID D_REDIS_PORT=$PORT
+    sleep 1
+    ours_rss0=$(rss_bytes "$D_OURS")
+    redis_rss0=$(rss_bytes "$D_REDIS")
+    "${LOAD_PIN[@]}" "$TB" lock --port "$D_OURS_PORT" --count "$MEM_LOCKS" --pipeline 16 \
+        --ttl-ms 2000 --threads "$LOAD_THREADS" >"$TMP/burst-ours.txt"
+    "${LOAD_PIN[@]}" "$TB" lock --target redis --port "$D_REDIS_PORT" --count "$MEM_LOCKS" \
+        --pipeline 16 --ttl-ms 2000 --threads "$LOAD_THREADS" >"$TMP/burst-redis.txt"
+    BURST_OURS_PEAK=$(rss_bytes "$D_OURS")
+    BURST_REDIS_PEAK=$(rss_bytes "$D_REDIS")
+    # Redis removes expired keys in the background; DBSIZE counts them until it has.
+    local waited=0
+    while ((waited < 60)); do
+        sleep 1
+        waited=$((waited + 1))
+        [[ $(redis-cli -p "$D_OURS_PORT" DBSIZE) == 0 && $(redis-cli -p "$D_REDIS_PORT" DBSIZE) == 0 ]] && break
+    done
+    sleep 1
+    BURST_OURS_LEFT=$(rss_bytes "$D_OURS")
+    BURST_REDIS_LEFT=$(rss_bytes "$D_REDIS")
+    BURST_OURS_KEYS=$(redis-cli -p "$D_OURS_PORT" DBSIZE)
+    BURST_REDIS_KEYS=$(redis-cli -p "$D_REDIS_PORT" DBSIZE)
+    BURST_OURS_START=$ours_rss0 BURST_REDIS_START=$redis_rss0
+    say "burst: ids left token-server $BURST_OURS_KEYS, redis $BURST_REDIS_KEYS after ${waited}s"
     stop_server "$D_OURS"
     stop_server "$D_REDIS"
 }
@@ -510,6 +545,15 @@ LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Memory: $ours_held locks held in token-server, $redis_held keys in Redis (12-byte ids,"
     echo "1 h leases; Redis values are 32-character tokens). token-server RSS grew by"
     echo "$(num "$MEM_OURS") bytes per lock; Redis used_memory by $(num "$MEM_REDIS_USED"), RSS by $(num "$MEM_REDIS_RSS")."
+    echo
+    echo "After a burst: $MEM_LOCKS locks with 2 s leases, RSS in MiB at the start, at the end of"
+    echo "the load, and once every lock had expired (ids left: token-server $BURST_OURS_KEYS, Redis $BURST_REDIS_KEYS):"
+    echo
+    echo "| server | start | peak | after expiry |"
+    echo "|---|---:|---:|---:|"
+    mib() { awk -v b="$1" 'BEGIN { if (b == "-" || b == "") print "-"; else printf "%.1f", b / 1048576 }'; }
+    echo "| token-server | $(mib "$BURST_OURS_START") | $(mib "$BURST_OURS_PEAK") | $(mib "$BURST_OURS_LEFT") |"
+    echo "| Redis | $(mib "$BURST_REDIS_START") | $(mib "$BURST_REDIS_PEAK") | $(mib "$BURST_REDIS_LEFT") |"
     echo
     echo "Every run (medians; tb = token-bench, rb = redis-benchmark, whose latencies have no p99.9):"
     echo

@@ -10,10 +10,27 @@ use std::time::{Duration, Instant};
 use token_server::config::{LogFormat, load, show};
 use token_server::context::ServerContext;
 
+/// Has glibc map every block of 128 KiB or more (table chunks, large index segments) on its
+/// own and unmap it when freed. By default glibc raises that threshold each time such a block
+/// is freed, after which large blocks come from its heaps and stay resident when freed: a
+/// burst of ids that expired would keep its memory for the life of the process.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_large_blocks_back() {
+    // SAFETY: mallopt only changes a malloc setting; it has no preconditions on memory or
+    // pointers, and it runs first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_large_blocks_back() {}
+
 /// Extra time past `--shutdown-timeout` before a stuck shutdown is cut short.
 const WATCHDOG_SLACK: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    give_large_blocks_back();
     let loaded = match load::load(std::env::args_os()) {
         Ok(l) => l,
         Err(e) => {
