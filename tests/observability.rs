@@ -174,6 +174,8 @@ fn info_mirrors_the_metrics() {
     for needle in [
         "# Server\r\n",
         "# Clients\r\nconnected_clients:1\r\nhttp_connected_clients:0\r\n",
+        "# Memory\r\nused_memory_rss:",
+        "table_memory_human:",
         "# Persistence\r\n",
         "log_fsyncs:",
         "# Stats\r\n",
@@ -188,6 +190,7 @@ fn info_mirrors_the_metrics() {
     }
     let default: String = redis::cmd("INFO").query(&mut con).expect("INFO");
     assert!(default.contains("# Shards") && !default.contains("# Commandstats"));
+    assert!(default.contains("# Memory"), "Redis gives the memory section by default");
 }
 
 #[test]
@@ -388,4 +391,66 @@ fn ready_turns_503_while_a_log_cannot_be_written() {
     }
     running.shutdown_handle().shutdown();
     running.wait().expect("shards stop");
+}
+
+/// A numeric field of an `INFO` reply.
+fn info_number(con: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix(field)?
+                .strip_prefix(':')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("INFO {section} lacks {field}:\n{info}"))
+}
+
+#[test]
+fn memory_figures_rise_with_a_burst_and_fall_when_it_expires() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut con = server.connection(Proto::Resp2);
+    let rss = info_number(&mut con, "memory", "used_memory_rss");
+    assert!(rss > 0);
+    assert!(info_number(&mut con, "memory", "used_memory_peak_rss") >= rss);
+    let empty = info_number(&mut con, "memory", "table_memory");
+
+    let mut pipe = redis::pipe();
+    for n in 0..20_000 {
+        pipe.cmd("LOCK")
+            .arg(format!("burst-{n}"))
+            .arg("PX")
+            .arg(500);
+    }
+    let keys: Vec<String> = pipe.query(&mut con).expect("20,000 LOCKs");
+    assert_eq!(keys.len(), 20_000);
+    let full = info_number(&mut con, "memory", "table_memory");
+    assert!(
+        full >= empty + 20_000 * 48,
+        "table_memory {empty} empty, {full} with 20,000 locks"
+    );
+
+    // Once every lease has run out, the emptied chunks and index are given back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let drained = loop {
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE");
+        let now = info_number(&mut con, "memory", "table_memory");
+        if size == 0 && now < full / 2 {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{size} ids left, table_memory {now} (full: {full})"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let page = get(&agent(), &server, "/metrics");
+    let page = String::from_utf8_lossy(&page.body);
+    let table = sum(&page, "token_server_table_memory_bytes", "shard=");
+    assert!(
+        table > 0.0 && table < full as f64 / 2.0,
+        "{table} (drained: {drained})"
+    );
+    assert!(sample(&page, "token_server_resident_memory_bytes").is_some_and(|v| v > 0.0));
 }

@@ -324,6 +324,25 @@ impl Collector for ServerCollector {
             [(vec![], ctx.fences.load(Ordering::Relaxed))],
         )?;
 
+        family(
+            &mut enc,
+            "table_memory",
+            "Bytes each shard's lock table has allocated for entries, index and fingerprints/results.",
+            Some(&Unit::Bytes),
+            gauge,
+            per_shard(ctx, |s| &s.table_memory),
+        )?;
+        if let Some(rss) = crate::metrics::process::resident() {
+            family(
+                &mut enc,
+                "resident_memory",
+                "Resident set size of the process (VmRSS).",
+                Some(&Unit::Bytes),
+                gauge,
+                [(vec![], rss.now)],
+            )?;
+        }
+
         // The log.
         family(
             &mut enc,

@@ -4,6 +4,7 @@
 //! - [`commands`]: per-shard calls by command and outcome, and execution times.
 //! - [`http`]: the HTTP adapter's connections and requests.
 //! - [`slowlog`]: the per-shard rings of slow commands behind `SLOWLOG`.
+//! - [`process`]: the process's resident memory.
 //! - [`exposition`]: `GET /metrics` in the OpenMetrics text format.
 //!
 //! Invariant: nothing here is on a shard's hot path except single-writer atomic updates
@@ -15,4 +16,5 @@ pub mod commands;
 pub mod exposition;
 pub mod histogram;
 pub mod http;
+pub mod process;
 pub mod slowlog;

@@ -423,6 +423,7 @@ impl<C: Clock> Shard<C> {
         publish(&stats.messages_sent, self.core.mesh.sent);
         publish(&stats.messages_received, self.core.mesh.received);
         publish(&stats.log_bytes, self.core.log.file_len());
+        publish(&stats.table_memory, table.memory() as u64);
         publish(&stats.log_rewrites, self.core.log_rewrites);
         publish(&stats.log_errors, self.core.log_errors);
         publish(&stats.log_failed, u64::from(self.core.log.is_failed()));

@@ -132,6 +132,8 @@ pub struct Store {
     released: ChunkSet,
     /// Chunks that hold memory.
     allocated: usize,
+    /// Bytes the index segments have allocated.
+    index_bytes: usize,
     len: usize,
 }
 
@@ -147,6 +149,7 @@ impl Default for Store {
             open: ChunkSet::default(),
             released: ChunkSet::default(),
             allocated: 0,
+            index_bytes: 0,
             len: 0,
         }
     }
@@ -291,11 +294,12 @@ impl Store {
 
     fn index_slot(&mut self, hash: u64, slot: Slot) {
         let low = hash as u32;
-        self.index[segment(hash)].insert_unique(
-            bucket_hash(low),
-            Bucket { slot, hash: low },
-            |b| bucket_hash(b.hash),
-        );
+        let segment = &mut self.index[segment(hash)];
+        let before = segment.allocation_size();
+        segment.insert_unique(bucket_hash(low), Bucket { slot, hash: low }, |b| {
+            bucket_hash(b.hash)
+        });
+        self.index_bytes += segment.allocation_size() - before;
         self.len += 1;
     }
 
@@ -334,7 +338,9 @@ impl Store {
             found.remove();
         }
         if segment.capacity() >= SHRINK_FROM && segment.len() * 4 < segment.capacity() {
+            let before = segment.allocation_size();
             segment.shrink_to(segment.len() * 2, |b| bucket_hash(b.hash));
+            self.index_bytes -= before - segment.allocation_size();
         }
         Some(entry)
     }
@@ -360,6 +366,12 @@ impl Store {
         (0..self.chunks.len()).flat_map(|n| self.chunk(n))
     }
 
+    /// Bytes held for entries and their index: what the allocator gave the store, except the
+    /// heap parts of ids too long to sit in an entry and the free lists.
+    pub fn memory(&self) -> usize {
+        self.allocated * CHUNK * size_of::<Option<Entry>>() + self.index_bytes
+    }
+
     /// Chunks holding memory, and the index's capacity in buckets.
     #[cfg(test)]
     fn footprint(&self) -> (usize, usize) {
@@ -368,6 +380,8 @@ impl Store {
             held, self.allocated,
             "the count of held chunks is kept right"
         );
+        let bytes: usize = self.index.iter().map(HashTable::allocation_size).sum();
+        assert_eq!(bytes, self.index_bytes, "the index size is kept right");
         (held, self.index.iter().map(HashTable::capacity).sum())
     }
 

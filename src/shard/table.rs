@@ -131,6 +131,12 @@ impl LockTable {
         }
     }
 
+    /// Bytes held for entries, their index and their extra parts (see [`Store::memory`]; the
+    /// extra parts' own heap bytes are not counted).
+    pub fn memory(&self) -> usize {
+        self.store.memory() + self.extras.allocation_size()
+    }
+
     /// Forgets how to take back the changes made so far: they are safely logged.
     pub fn commit(&mut self) {
         self.undo.clear();

@@ -15,9 +15,10 @@ use crate::metrics::histogram::Snapshot;
 use crate::protocol::{Args, Reply};
 
 /// Every section, in order.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "clients",
+    "memory",
     "persistence",
     "stats",
     "locks",
@@ -26,9 +27,10 @@ const SECTIONS: [&str; 8] = [
     "latencystats",
 ];
 /// The sections `INFO` and `INFO default` give; `all` and `everything` give every one.
-const DEFAULT_SECTIONS: [&str; 6] = [
+const DEFAULT_SECTIONS: [&str; 7] = [
     "server",
     "clients",
+    "memory",
     "persistence",
     "stats",
     "locks",
@@ -39,7 +41,7 @@ const DEFAULT_SECTIONS: [&str; 6] = [
 /// ```text
 /// INFO [section ...]
 /// ```
-/// Sections: `server`, `clients`, `persistence`, `stats`, `locks`, `shards` (the default
+/// Sections: `server`, `clients`, `memory`, `persistence`, `stats`, `locks`, `shards` (the default
 /// set), `commandstats` and `latencystats`; `default` gives the default set, `all` and
 /// `everything` every section. Lines are `name:value`, sections start with `# Name`, as in Redis.
 pub fn info(args: &Args<'_>, ctx: &ServerContext) -> Reply {
@@ -105,6 +107,22 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             ctx.http.clients.load(Ordering::Relaxed),
             c.maxclients,
         ),
+        "memory" => {
+            let rss = crate::metrics::process::resident();
+            let table = sum(ctx, |s| load(&s.table_memory));
+            let human = crate::metrics::process::human;
+            write!(
+                out,
+                "# Memory\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
+                 used_memory_peak_rss:{}\r\nused_memory_peak_rss_human:{}\r\n\
+                 table_memory:{table}\r\ntable_memory_human:{}\r\n",
+                rss.map_or(0, |r| r.now),
+                human(rss.map_or(0, |r| r.now)),
+                rss.map_or(0, |r| r.peak),
+                human(rss.map_or(0, |r| r.peak)),
+                human(table),
+            )
+        }
         "persistence" => {
             let mut fsync = Snapshot::default();
             for s in &ctx.shards {
