@@ -190,7 +190,10 @@ fn info_mirrors_the_metrics() {
     }
     let default: String = redis::cmd("INFO").query(&mut con).expect("INFO");
     assert!(default.contains("# Shards") && !default.contains("# Commandstats"));
-    assert!(default.contains("# Memory"), "Redis gives the memory section by default");
+    assert!(
+        default.contains("# Memory"),
+        "Redis gives the memory section by default"
+    );
 }
 
 #[test]
