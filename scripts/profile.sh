@@ -9,6 +9,7 @@
 # writes:
 #   docs/flamegraph-WORKLOAD.svg   the flamegraph (inferno; `cargo install inferno` if missing)
 #   stdout                         the top functions by own time, and by time including callees
+#   $PROFILE_DATA                  a copy of perf.data, when that variable names a file
 #
 # Needs perf (Debian: linux-perf) with permission to profile our own processes
 # (perf_event_paranoid <= 2). The server is killed by its PID at the end.
@@ -71,6 +72,9 @@ wait "$PERF" || {
     exit 1
 }
 
+if [[ -n ${PROFILE_DATA:-} ]]; then
+    cp "$TMP/perf.data" "$PROFILE_DATA"
+fi
 perf script -i "$TMP/perf.data" 2>/dev/null | inferno-collapse-perf >"$TMP/folded"
 inferno-flamegraph --title "token-server, $WORKLOAD, pipeline $PIPELINE, 1 shard" \
     <"$TMP/folded" >"$OUT"
