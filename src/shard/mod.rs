@@ -11,6 +11,7 @@
 pub mod deadlines;
 pub mod entry;
 pub mod event_loop;
+pub mod index;
 pub mod mesh;
 pub mod store;
 pub mod table;

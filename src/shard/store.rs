@@ -6,24 +6,22 @@
 //! has one, so after a burst the entries that stay and those that come gather in the low chunks
 //! while the high ones empty; an emptied chunk is given back to the allocator (unless it is the
 //! only room left: an id taken and freed over and over must not allocate each time), and an
-//! index segment under a quarter full shrinks. The index holds
-//! 8-byte buckets (the slot number and 32 bits of the id's hash); its power-of-two slack (a hash
-//! table is between 7/16 and 7/8 full) costs bytes per entry rather than a few times an entry.
-//! Because the buckets carry the hash, growing the index never reads an entry or its id, and a
-//! lookup touches an entry only when 32 bits of hash match.
+//! index segment under an eighth full shrinks. The index ([`crate::shard::index`]) holds 8-byte
+//! buckets (the slot number and 32 bits of the id's hash) and is between 3/8 and 3/4 full
+//! while it grows. Because the buckets carry the hash, growing the index never reads an entry
+//! or its id, and a lookup touches an entry only when 32 bits of hash match.
 //!
-//! Pauses: hashbrown grows a table by rehashing every element at once. Splitting the index into
-//! [`SEGMENTS`] tables by bits of the hash bounds a growth step to 1/[`SEGMENTS`] of the ids,
-//! and the slab never moves an entry (a new chunk is one allocation). The segment comes from the
-//! middle bits of the hash: hashbrown places entries by the low bits and filters them by the
-//! top seven, so those must stay varied within each segment.
+//! Pauses: a segment grows by moving every bucket at once. Splitting the index into
+//! [`SEGMENTS`] segments by bits of the hash bounds a growth step to 1/[`SEGMENTS`] of the ids,
+//! and the slab never moves an entry (a new chunk is one allocation). The segment comes from
+//! bits 32 to 37 of the hash; a segment places and compares buckets by the low 32 bits.
 //!
 //! The hasher is seeded at random per store (ahash), so chosen ids cannot force collisions.
 
 use ahash::RandomState;
-use hashbrown::HashTable;
 
 use crate::shard::entry::Entry;
+use crate::shard::index::{Segment, tag};
 
 /// Number of index segments: a power of two.
 pub const SEGMENTS: usize = 64;
@@ -34,20 +32,6 @@ pub const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// The number of an entry's cell; stable for as long as the entry is stored.
 pub type Slot = u32;
-
-/// An index bucket: a slot and the low 32 bits of its id's hash.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    slot: Slot,
-    hash: u32,
-}
-
-/// The hash an index segment files a bucket under, made from the 32 bits the bucket keeps:
-/// hashbrown places buckets by the low bits and filters them by the top seven, so both halves
-/// carry them. (The segment is chosen by other bits of the full hash.)
-fn bucket_hash(low: u32) -> u64 {
-    u64::from(low) | (u64::from(low) << 32)
-}
 
 /// One slab chunk: up to [`CHUNK`] cells, allocated whole when first needed and given back to
 /// the allocator when it empties while other chunks have room (see [`Store::remove_hashed`]).
@@ -124,7 +108,7 @@ impl ChunkSet {
 #[derive(Debug)]
 pub struct Store {
     hasher: RandomState,
-    index: Box<[HashTable<Bucket>]>,
+    index: Box<[Segment]>,
     chunks: Vec<Chunk>,
     /// Allocated chunks with a free cell or room to grow.
     open: ChunkSet,
@@ -137,14 +121,11 @@ pub struct Store {
     len: usize,
 }
 
-/// Index segments at or above this capacity shrink when under a quarter full.
-const SHRINK_FROM: usize = 128;
-
 impl Default for Store {
     fn default() -> Self {
         Store {
             hasher: RandomState::new(),
-            index: (0..SEGMENTS).map(|_| HashTable::new()).collect(),
+            index: (0..SEGMENTS).map(|_| Segment::default()).collect(),
             chunks: Vec::new(),
             open: ChunkSet::default(),
             released: ChunkSet::default(),
@@ -190,12 +171,7 @@ impl Store {
     /// when 32 bits of their hash match.
     fn find_by(&self, hash: u64, is: impl Fn(&Entry) -> bool) -> Option<Slot> {
         let chunks = &self.chunks;
-        let low = hash as u32;
-        self.index[segment(hash)]
-            .find(bucket_hash(low), |b| {
-                b.hash == low && cell(chunks, b.slot).is_some_and(&is)
-            })
-            .map(|b| b.slot)
+        self.index[segment(hash)].find(tag(hash), |slot| cell(chunks, slot).is_some_and(&is))
     }
 
     /// The entry in `slot`.
@@ -293,13 +269,10 @@ impl Store {
     }
 
     fn index_slot(&mut self, hash: u64, slot: Slot) {
-        let low = hash as u32;
         let segment = &mut self.index[segment(hash)];
-        let before = segment.allocation_size();
-        segment.insert_unique(bucket_hash(low), Bucket { slot, hash: low }, |b| {
-            bucket_hash(b.hash)
-        });
-        self.index_bytes += segment.allocation_size() - before;
+        let before = segment.bytes();
+        segment.insert(tag(hash), slot);
+        self.index_bytes += segment.bytes() - before;
         self.len += 1;
     }
 
@@ -334,14 +307,10 @@ impl Store {
             self.open.insert(n);
         }
         let segment = &mut self.index[segment(hash)];
-        if let Ok(found) = segment.find_entry(bucket_hash(hash as u32), |b| b.slot == slot) {
-            found.remove();
-        }
-        if segment.capacity() >= SHRINK_FROM && segment.len() * 4 < segment.capacity() {
-            let before = segment.allocation_size();
-            segment.shrink_to(segment.len() * 2, |b| bucket_hash(b.hash));
-            self.index_bytes -= before - segment.allocation_size();
-        }
+        let before = segment.bytes();
+        segment.remove(tag(hash), slot);
+        // Removal may shrink the segment, never grow it.
+        self.index_bytes -= before - segment.bytes();
         Some(entry)
     }
 
@@ -372,7 +341,7 @@ impl Store {
         self.allocated * CHUNK * size_of::<Option<Entry>>() + self.index_bytes
     }
 
-    /// Chunks holding memory, and the index's capacity in buckets.
+    /// Chunks holding memory, and the index's size in bytes.
     #[cfg(test)]
     fn footprint(&self) -> (usize, usize) {
         let held = self.chunks.iter().filter(|c| !c.is_released()).count();
@@ -380,9 +349,9 @@ impl Store {
             held, self.allocated,
             "the count of held chunks is kept right"
         );
-        let bytes: usize = self.index.iter().map(HashTable::allocation_size).sum();
+        let bytes: usize = self.index.iter().map(Segment::bytes).sum();
         assert_eq!(bytes, self.index_bytes, "the index size is kept right");
-        (held, self.index.iter().map(HashTable::capacity).sum())
+        (held, bytes)
     }
 
     /// Number of stored entries.
