@@ -202,11 +202,8 @@ impl Store {
                 self.chunks.len() - 1
             }
         };
+        self.hold(n);
         let chunk = &mut self.chunks[n];
-        if chunk.allocate() {
-            self.released.remove(n);
-            self.allocated += 1;
-        }
         let at = match chunk.free.pop() {
             Some(at) => {
                 chunk.cells[usize::from(at)] = Some(entry);
@@ -217,12 +214,7 @@ impl Store {
                 chunk.cells.len() - 1
             }
         };
-        chunk.live += 1;
-        if !chunk.has_room() {
-            self.open.remove(n);
-        } else {
-            self.open.insert(n);
-        }
+        self.filled(n);
         // Both parts fit: n < 2^(32 - CHUNK_BITS) and the cell < CHUNK.
         let slot = ((n as Slot) << CHUNK_BITS) | at as Slot;
         self.index_slot(hash, slot);
@@ -234,23 +226,22 @@ impl Store {
     /// Gives the entry back, storing nothing, if that cell is not free.
     pub fn insert_at(&mut self, slot: Slot, hash: u64, entry: Entry) -> Result<(), Entry> {
         let (n, at) = split(slot);
-        let Some(chunk) = self.chunks.get_mut(n) else {
+        let Some(chunk) = self.chunks.get(n) else {
             return Err(entry);
         };
-        if at < chunk.cells.len() {
-            if chunk.cells[at].is_some() {
-                return Err(entry);
-            }
+        if chunk.cells.get(at).is_some_and(Option::is_some) {
+            return Err(entry);
+        }
+        let below = at < chunk.cells.len();
+        self.hold(n);
+        let chunk = &mut self.chunks[n];
+        if below {
             // A free cell below the used length is on the free list: take it off.
             if let Some(i) = chunk.free.iter().rposition(|&f| usize::from(f) == at) {
                 chunk.free.swap_remove(i);
             }
             chunk.cells[at] = Some(entry);
         } else {
-            if chunk.allocate() {
-                self.released.remove(n);
-                self.allocated += 1;
-            }
             while chunk.cells.len() < at {
                 // The length is below `at` < CHUNK, so it fits in 16 bits.
                 chunk.free.push(chunk.cells.len() as u16);
@@ -258,14 +249,28 @@ impl Store {
             }
             chunk.cells.push(Some(entry));
         }
-        chunk.live += 1;
-        if !chunk.has_room() {
-            self.open.remove(n);
-        } else {
-            self.open.insert(n);
-        }
+        self.filled(n);
         self.index_slot(hash, slot);
         Ok(())
+    }
+
+    /// Makes sure chunk `n` has its memory.
+    fn hold(&mut self, n: usize) {
+        if self.chunks[n].allocate() {
+            self.released.remove(n);
+            self.allocated += 1;
+        }
+    }
+
+    /// Counts a cell of chunk `n` just filled, and whether the chunk still has room.
+    fn filled(&mut self, n: usize) {
+        let chunk = &mut self.chunks[n];
+        chunk.live += 1;
+        if chunk.has_room() {
+            self.open.insert(n);
+        } else {
+            self.open.remove(n);
+        }
     }
 
     fn index_slot(&mut self, hash: u64, slot: Slot) {
