@@ -340,7 +340,7 @@ impl ShardLog {
 
     /// Advances a rewrite whose background write is done. If the records kept since it began
     /// that are already in the old file exceed the catch-up size, another background round
-    /// appends and syncs them to the new file (up to [`CATCH_UP_ROUNDS`] rounds). Otherwise it
+    /// appends and syncs them to the new file (up to `CATCH_UP_ROUNDS` (8) rounds). Otherwise it
     /// finishes: appends the rest of the kept records (minus those still buffered, which the
     /// next flush writes), syncs, renames over the old log, syncs the directory and switches
     /// to the new file, clearing a failure. `Some` when a rewrite ended, ok or not; `None`

@@ -104,7 +104,7 @@ impl ChunkSet {
 ///
 /// New entries go to the lowest-numbered chunk with a free cell, so that after a burst the
 /// survivors and newcomers gather in the low chunks while the high ones drain and are given
-/// back; index segments shrink when they fall below a quarter full.
+/// back; index segments shrink by their own rules ([`crate::shard::index`]).
 #[derive(Debug)]
 pub struct Store {
     hasher: RandomState,
@@ -281,18 +281,20 @@ impl Store {
         self.len += 1;
     }
 
-    /// Removes the entry in `slot` and frees the slot.
-    pub fn remove(&mut self, slot: Slot) -> Option<Entry> {
+    /// Removes the entry in `slot` and frees the slot (the table always knows the hash and
+    /// calls [`Store::remove_hashed`]).
+    #[cfg(test)]
+    fn remove(&mut self, slot: Slot) -> Option<Entry> {
         let hash = self.hash(self.get(slot)?.id());
         self.remove_hashed(hash, slot)
     }
 
-    /// [`Store::remove`] for an entry whose id's hash is known.
+    /// Removes the entry in `slot`, whose id hashes to `hash`, and frees the slot.
     ///
     /// Memory: a chunk that empties is given back to the allocator when the other chunks
     /// have at least a chunk's worth of free cells (so that an id locked and freed over and
-    /// over never allocates and frees a chunk each time), and an index segment that falls
-    /// below a quarter full shrinks to half full.
+    /// over never allocates and frees a chunk each time); the index segment may shrink
+    /// ([`Segment::remove`]).
     pub fn remove_hashed(&mut self, hash: u64, slot: Slot) -> Option<Entry> {
         let (n, at) = split(slot);
         let chunk = self.chunks.get_mut(n)?;

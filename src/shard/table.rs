@@ -99,6 +99,10 @@ pub struct Counters {
     pub mismatches: u64,
 }
 
+/// The side map of fingerprints and results shrinks to half full when, at this capacity or
+/// more, it falls under a quarter full.
+const EXTRAS_SHRINK_FROM: usize = 128;
+
 /// The lock table of one shard.
 #[derive(Debug)]
 pub struct LockTable {
@@ -273,7 +277,9 @@ impl LockTable {
         let extra = if entry.has_extra() {
             let extra = self.extras.remove(&at.slot);
             // Like the store's index, the side map gives memory back after a burst.
-            if self.extras.capacity() >= 128 && self.extras.len() * 4 < self.extras.capacity() {
+            if self.extras.capacity() >= EXTRAS_SHRINK_FROM
+                && self.extras.len() * 4 < self.extras.capacity()
+            {
                 self.extras.shrink_to(self.extras.len() * 2);
             }
             extra

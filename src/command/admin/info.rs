@@ -108,18 +108,16 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             c.maxclients,
         ),
         "memory" => {
-            let rss = crate::metrics::process::resident();
+            use crate::metrics::process::{human, resident};
+            let (rss, peak) = resident().map_or((0, 0), |r| (r.now, r.peak));
             let table = sum(ctx, |s| load(&s.table_memory));
-            let human = crate::metrics::process::human;
             write!(
                 out,
-                "# Memory\r\nused_memory_rss:{}\r\nused_memory_rss_human:{}\r\n\
-                 used_memory_peak_rss:{}\r\nused_memory_peak_rss_human:{}\r\n\
+                "# Memory\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\n\
+                 used_memory_peak_rss:{peak}\r\nused_memory_peak_rss_human:{}\r\n\
                  table_memory:{table}\r\ntable_memory_human:{}\r\n",
-                rss.map_or(0, |r| r.now),
-                human(rss.map_or(0, |r| r.now)),
-                rss.map_or(0, |r| r.peak),
-                human(rss.map_or(0, |r| r.peak)),
+                human(rss),
+                human(peak),
                 human(table),
             )
         }
