@@ -26,6 +26,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+source scripts/lib.sh
 
 SECS=${BENCH_SECONDS:-3}
 REPS=${BENCH_REPS:-3}
@@ -128,14 +129,11 @@ start_token() { # name, extra flags...
         >"$TMP/$name.log" 2>&1 &
     PID=$!
     STARTED+=("$PID")
-    local i
-    for ((i = 0; i < 300; i++)); do
-        PORT=$(sed -n 's/.*listening resp=[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/$name.log")
-        HTTP_PORT=$(sed -n 's/.*listening http=[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/$name.log")
-        [[ -n $PORT && -n $HTTP_PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    # The HTTP line is logged before the RESP one.
+    if PORT=$(listened_port "$TMP/$name.log" resp "$PID" 300) &&
+        HTTP_PORT=$(listened_port "$TMP/$name.log" http "$PID" 1); then
+        return 0
+    fi
     cat "$TMP/$name.log" >&2
     die "token-server $name did not start"
 }

@@ -16,6 +16,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 WORKLOAD=${1:-cycle}
 PIPELINE=${2:-16}
 SECS=${PROFILE_SECONDS:-5}
@@ -51,13 +52,7 @@ fi
 "${PIN_SERVER[@]}" "$BIN/token-server" --port 0 --http-port 0 --shards 1 --appendfsync no \
     --dir "$TMP/data" >"$TMP/server.log" 2>&1 &
 PID=$!
-PORT=
-for ((i = 0; i < 100; i++)); do
-    PORT=$(sed -n 's/.*listening resp=[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/server.log")
-    [[ -n $PORT ]] && break
-    sleep 0.1
-done
-[[ -n $PORT ]] || {
+PORT=$(listened_port "$TMP/server.log" resp "$PID" 100) || {
     cat "$TMP/server.log" >&2
     exit 1
 }

@@ -15,6 +15,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 MODE=${1:-kill9}
 SECS=${2:-8}
 BIN=target/release
@@ -42,13 +43,7 @@ start() { # log name
     "$BIN/token-server" --port 0 --http-port 0 --shards "$SHARDS" --dir "$DIR/data" \
         --appendfsync everysec >"$DIR/$1.log" 2>&1 &
     PID=$!
-    PORT=
-    for ((i = 0; i < 600; i++)); do
-        PORT=$(sed -n 's/.*listening resp=[0-9.]*:\([0-9]*\).*/\1/p' "$DIR/$1.log")
-        [[ -n $PORT ]] && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    PORT=$(listened_port "$DIR/$1.log" resp "$PID" 600) && return 0
     cat "$DIR/$1.log" >&2
     exit 1
 }
