@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use token_server::command::{Command, CommandKind, Lock};
+use token_server::command::CommandKind;
 use token_server::metrics::commands::{CommandStats, Outcome};
 use token_server::metrics::slowlog::Capture;
-use token_server::protocol::Reply;
+use token_server::table::{self, Lock, Op};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics");
@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
     let row = CommandKind::Lock.index();
     g.bench_function("record_outcome_and_latency", |b| {
         b.iter(|| {
-            let outcome = Outcome::of(black_box(&Reply::Ok));
+            let outcome = Outcome::of(black_box(&table::Outcome::Done));
             stats.record(
                 black_box(row),
                 outcome,
@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
             );
         })
     });
-    let cmd = Command::Lock(Lock::new(b"order-1234567890"[..].into()));
+    let cmd = Op::Lock(Lock::new(b"order-1234567890"[..].into()));
     g.bench_function("slowlog_capture", |b| {
         b.iter(|| {
             let capture = Capture::of(black_box(&cmd));
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
             let now = Instant::now();
             let lap = now.saturating_duration_since(mark);
             mark = now;
-            stats.record(row, Outcome::of(black_box(&Reply::Ok)), lap);
+            stats.record(row, Outcome::of(black_box(&table::Outcome::Done)), lap);
             black_box(&capture);
             black_box(lap.as_micros() >= 10_000)
         })

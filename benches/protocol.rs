@@ -9,11 +9,11 @@ use std::sync::atomic::AtomicU64;
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis_protocol::resp2::{decode::decode_range, encode::extend_encode, types::BytesFrame};
-use token_server::command::{ApplyCtx, Command, CommandLimits, lookup};
+use token_server::command::{CommandLimits, lookup};
 use token_server::keys::KeyGenerator;
-use token_server::protocol::{Decoded, Limits, Protocol, Reply, RequestDecoder, reply::hex_key};
-use token_server::shard::Origin;
-use token_server::shard::table::{LockTable, Policy};
+use token_server::protocol::{Decoded, Limits, Protocol, Reply, RequestDecoder};
+use token_server::table::{ApplyCtx, LockTable, Policy};
+use token_server::types::{Origin, hex_key};
 
 const PIPELINE: usize = 16;
 
@@ -77,7 +77,7 @@ fn dispatch(c: &mut Criterion) {
                 let args = d.view(&input[pos..]);
                 let spec = lookup(args.get(0).unwrap_or_default()).expect("LOCK is known");
                 assert!(spec.arity_ok(args.len()));
-                if let Some(Ok(cmd)) = Command::parse(spec.kind, &args, &limits) {
+                if let Some(Ok(op)) = token_server::command::parse(spec, &args, &limits) {
                     let mut ctx = ApplyCtx {
                         now_ms: 1_000_000,
                         keys: &mut keys,
@@ -86,8 +86,9 @@ fn dispatch(c: &mut Criterion) {
                         records: &mut records,
                         deliveries: &mut deliveries,
                     };
-                    cmd.apply(&mut table, &mut ctx)
-                        .encode(Protocol::Resp2, &mut out);
+                    if let Some(reply) = token_server::command::reply(table.apply(op, &mut ctx)) {
+                        reply.encode(Protocol::Resp2, &mut out);
+                    }
                 }
                 pos += consumed;
             }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use token_server::log::{FsStorage, LogRecord, ShardLog, Storage, recover};
-use token_server::shard::shard_for;
+use token_server::log::{FsStorage, ShardLog, Storage, recover};
+use token_server::types::LogRecord;
+use token_server::types::shard_for;
 
 const SHARDS: usize = 4;
 

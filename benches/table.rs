@@ -4,12 +4,10 @@ use std::hint::black_box;
 use std::sync::atomic::AtomicU64;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use token_server::command::{ApplyCtx, Command, Complete, Lock};
 use token_server::keys::KeyGenerator;
-use token_server::log::LogRecord;
-use token_server::protocol::Reply;
-use token_server::shard::Origin;
-use token_server::shard::table::{Delivery, LockTable, Policy};
+use token_server::table::{ApplyCtx, Complete, Lock, Op, Outcome};
+use token_server::table::{Delivery, LockTable, Policy};
+use token_server::types::{LogRecord, Origin};
 
 struct Harness {
     table: LockTable,
@@ -33,7 +31,7 @@ impl Harness {
         }
     }
 
-    fn run(&mut self, cmd: Command) -> Reply {
+    fn run(&mut self, cmd: Op) -> Outcome {
         let mut ctx = ApplyCtx {
             now_ms: 1_000_000,
             keys: &mut self.keys,
@@ -42,7 +40,7 @@ impl Harness {
             records: &mut self.records,
             deliveries: &mut self.deliveries,
         };
-        let reply = cmd.apply(&mut self.table, &mut ctx);
+        let reply = self.table.apply(cmd, &mut ctx);
         // The loop hands records to the log and commits once per iteration.
         self.records.clear();
         self.table.commit();
@@ -61,13 +59,13 @@ fn bench(c: &mut Criterion) {
         let mut i = 0u64;
         b.iter(|| {
             i += 1;
-            black_box(h.run(Command::Lock(Lock::new(id(i)))))
+            black_box(h.run(Op::Lock(Lock::new(id(i)))))
         })
     });
     g.bench_function("lock_refused", |b| {
         let mut h = Harness::new();
-        h.run(Command::Lock(Lock::new(id(1))));
-        b.iter(|| black_box(h.run(Command::Lock(Lock::new(id(1))))))
+        h.run(Op::Lock(Lock::new(id(1))));
+        b.iter(|| black_box(h.run(Op::Lock(Lock::new(id(1))))))
     });
     g.bench_function("lock_with_lease", |b| {
         let mut h = Harness::new();
@@ -78,7 +76,7 @@ fn bench(c: &mut Criterion) {
                 lease_ms: Some(30_000),
                 ..Lock::new(id(i))
             };
-            black_box(h.run(Command::Lock(cmd)))
+            black_box(h.run(Op::Lock(cmd)))
         })
     });
     g.bench_function("complete", |b| {
@@ -87,7 +85,7 @@ fn bench(c: &mut Criterion) {
                 let mut h = Harness::new();
                 let mut keys = Vec::with_capacity(1000);
                 for i in 0..1000 {
-                    if let Reply::Key(k) = h.run(Command::Lock(Lock::new(id(i)))) {
+                    if let Outcome::Granted { key: k, .. } = h.run(Op::Lock(Lock::new(id(i)))) {
                         keys.push((i, k));
                     }
                 }
@@ -100,7 +98,7 @@ fn bench(c: &mut Criterion) {
                         key: Some(k),
                         result: None,
                     };
-                    black_box(h.run(Command::Complete(cmd)));
+                    black_box(h.run(Op::Complete(cmd)));
                 }
             },
             BatchSize::LargeInput,

@@ -175,8 +175,8 @@ impl Config {
     }
 
     /// The table policy these settings describe.
-    pub fn policy(&self) -> crate::shard::table::Policy {
-        crate::shard::table::Policy {
+    pub fn policy(&self) -> crate::table::Policy {
+        crate::table::Policy {
             default_lease_ms: (self.default_lease > 0).then_some(self.default_lease),
             retention_ms: self.completed_retention.saturating_mul(1000),
             max_waiters: self.max_waiters as usize,

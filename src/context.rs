@@ -39,7 +39,7 @@ pub struct ShardStats {
     pub mismatches: AtomicU64,
     /// Bytes in this shard's log file.
     pub log_bytes: AtomicU64,
-    /// Bytes this shard's lock table has allocated ([`crate::shard::table::LockTable::memory`]).
+    /// Bytes this shard's lock table has allocated ([`crate::table::LockTable::memory`]).
     pub table_memory: AtomicU64,
     /// Completed log rewrites.
     pub log_rewrites: AtomicU64,

@@ -7,7 +7,7 @@
 use rand::rngs::{StdRng, SysRng};
 use rand::{Rng, SeedableRng};
 
-use crate::protocol::KeyBytes;
+use crate::types::KeyBytes;
 
 /// A source of fresh keys. The table's commands take one so tests can supply their own.
 pub trait KeySource {

@@ -29,3 +29,5 @@ pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod table;
+pub mod types;

@@ -25,7 +25,7 @@ use crate::log::{
 use crate::net::{acceptor, tls};
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
 use crate::shard::mesh::{self, Inbox};
-use crate::shard::table::LockTable;
+use crate::table::LockTable;
 
 /// A started server.
 pub struct Running {

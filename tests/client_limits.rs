@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{RawConn, Server, bulk, encode_command, raw_key};
-use token_server::shard::shard_for;
+use token_server::types::shard_for;
 
 #[test]
 fn maxclients_refuses_the_excess_with_redis_error() {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use token_server::shard::index::{Segment, tag};
+use token_server::table::index::{Segment, tag};
 
 fuzz_target!(|data: &[u8]| {
     let mut segment = Segment::default();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_server::command::{Command, CommandLimits, lookup};
+use token_server::command::{CommandLimits, lookup, parse};
 use token_server::protocol::{Decoded, Limits, RequestDecoder};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(spec) = args.get(0).and_then(lookup)
                     && spec.arity_ok(args.len())
                 {
-                    let _ = Command::parse(spec.kind, &args, &CommandLimits::default());
+                    let _ = parse(spec, &args, &CommandLimits::default());
                 }
                 pos += consumed;
             }

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use libfuzzer_sys::fuzz_target;
-use token_server::command::{ApplyCtx, Command, Complete, Lock, Renew, Unlock, errors};
+use token_server::command::errors;
 use token_server::keys::KeySource;
-use token_server::log::LogRecord;
-use token_server::protocol::{KeyBytes, Reply};
-use token_server::shard::Origin;
-use token_server::shard::table::{Delivery, LockTable, Policy};
+use token_server::protocol::Reply;
+use token_server::table::{
+    ApplyCtx, Complete, Delivery, Lock, LockTable, Op, Policy, Renew, Unlock,
+};
+use token_server::types::{KeyBytes, LogRecord, Origin};
 
 #[derive(Default)]
 struct Counting(u128);
@@ -71,17 +72,17 @@ fuzz_target!(|data: &[u8]| {
         let key = if arg & 1 == 0 { held } else { Some([0xee; 16]) };
         let lease = u64::from(arg >> 1) + 1;
         let cmd = match kind {
-            0 => Command::Lock(Lock {
+            0 => Op::Lock(Lock {
                 lease_ms: (arg & 1 == 1).then_some(lease),
                 ..Lock::new(idb)
             }),
-            1 => Command::Unlock(Unlock { id: idb, key }),
-            2 => Command::Complete(Complete {
+            1 => Op::Unlock(Unlock { id: idb, key }),
+            2 => Op::Complete(Complete {
                 id: idb,
                 key,
                 result: None,
             }),
-            3 => Command::Renew(Renew {
+            3 => Op::Renew(Renew {
                 id: idb,
                 key,
                 lease_ms: lease,
@@ -100,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
         model.retain(|_, m| !matches!(m, Model::Locked { deadline, .. } if *deadline != 0 && *deadline <= now));
         let state = model.get(&id).copied();
         let mut ctx = effects.ctx(now);
-        let got = cmd.apply(&mut table, &mut ctx);
+        let got = token_server::command::reply(table.apply(cmd, &mut ctx))
+            .expect("no operation here waits");
         let matches = |k: &KeyBytes| key == Some(*k);
         let want = match (kind, state) {
             (0, None) => {

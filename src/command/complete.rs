@@ -1,12 +1,13 @@
 //! `COMPLETE id key [RESULT value]`: the activity succeeded; the id stays completed.
 
-use crate::command::{ApplyCtx, CommandLimits, errors, parse_id, parse_key_arg};
-use crate::protocol::{Args, KeyBytes, Reply};
-use crate::shard::table::{Id, LockTable, State};
+use crate::command::{CommandLimits, parse_id, parse_key_arg};
+use crate::protocol::Args;
+use crate::table::Complete;
+use crate::types::Error;
 
-/// Completes a lock held under `key`, optionally storing a result (STATUS returns it). A retry
-/// with the same key gets the same `+OK` and keeps the first result. Waiters are told
-/// `-COMPLETED`.
+/// Parses `COMPLETE id key [RESULT value]`, the id at `id_pos`. A lock held under `key` is
+/// completed, optionally storing a result (STATUS returns it). A retry with the same key gets
+/// the same `+OK` and keeps the first result. Waiters are told `-COMPLETED`.
 ///
 /// # Format
 /// ```text
@@ -14,52 +15,22 @@ use crate::shard::table::{Id, LockTable, State};
 /// ```
 /// Replies `+OK`, or `-NOTLOCKED` (free id, or the lease ran out), `-BADKEY` (locked under
 /// another key), `-COMPLETED` (completed under another key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Complete {
-    /// The activity id.
-    pub id: Id,
-    /// The key given by LOCK; `None` if it was malformed (it matches nothing).
-    pub key: Option<KeyBytes>,
-    /// The result to store.
-    pub result: Option<Box<[u8]>>,
-}
-
-impl Complete {
-    /// Parses `COMPLETE id key [RESULT value]`.
-    pub fn parse(args: &Args<'_>, limits: &CommandLimits) -> Result<Self, Reply> {
-        let id = parse_id(args.get(1), limits)?;
-        let result = match (args.len(), args.get(3), args.get(4)) {
-            (3, _, _) => None,
-            (5, Some(opt), Some(value)) if opt.eq_ignore_ascii_case(b"RESULT") => {
-                if value.len() > limits.max_result_size {
-                    return Err(errors::RESULT_TOO_LARGE);
-                }
-                Some(value.into())
+pub fn parse(args: &Args<'_>, id_pos: usize, limits: &CommandLimits) -> Result<Complete, Error> {
+    let id = parse_id(args.get(id_pos), limits)?;
+    let rest = args.len().saturating_sub(id_pos + 2);
+    let result = match (rest, args.get(id_pos + 2), args.get(id_pos + 3)) {
+        (0, _, _) => None,
+        (2, Some(opt), Some(value)) if opt.eq_ignore_ascii_case(b"RESULT") => {
+            if value.len() > limits.max_result_size {
+                return Err(Error::ResultTooLarge);
             }
-            _ => return Err(errors::SYNTAX),
-        };
-        Ok(Complete {
-            id,
-            key: parse_key_arg(args.get(2)),
-            result,
-        })
-    }
-
-    /// Runs the command.
-    pub fn apply(self, table: &mut LockTable, ctx: &mut ApplyCtx<'_>) -> Reply {
-        let Some(entry) = table.live(&self.id, ctx) else {
-            return errors::NOT_LOCKED;
-        };
-        let same_key = self.key.is_some_and(|k| entry.key_matches(&k));
-        match (entry.state(), same_key) {
-            (State::Locked, true) => {
-                let at = entry.at();
-                table.complete(&self.id, at, self.result, ctx);
-                Reply::Ok
-            }
-            (State::Locked, false) => errors::BAD_KEY,
-            (State::Completed, true) => Reply::Ok,
-            (State::Completed, false) => errors::COMPLETED,
+            Some(value.into())
         }
-    }
+        _ => return Err(Error::Syntax),
+    };
+    Ok(Complete {
+        id,
+        key: parse_key_arg(args.get(id_pos + 1)),
+        result,
+    })
 }

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::command::CommandKind;
 use crate::command::errors;
 use crate::command::table_tests::Fixture;
-use crate::log::LogRecord;
-use crate::protocol::{KeyBytes, Protocol, Reply, reply::hex_key};
-use crate::shard::Origin;
-use crate::shard::table::Policy;
+use crate::command::test_support::{PARKED, parse_op, reply_of};
+use crate::protocol::{Protocol, Reply};
+use crate::table::Policy;
+use crate::types::LogRecord;
+use crate::types::Origin;
+use crate::types::{KeyBytes, hex_key};
 
 fn key_of(r: &Reply) -> KeyBytes {
     match r {
@@ -57,18 +59,18 @@ fn ex_is_seconds_and_bad_leases_are_refused() {
     f.run(CommandKind::Lock, &[b"LOCK", b"a", b"EX", b"2"]);
     assert_eq!(status(&mut f, b"a")["ttl_ms"], Reply::Integer(2000));
     for bad in [&b"0"[..], b"-1", b"x", b"99999999999999999999"] {
-        let args = crate::command::test_support::OwnedArgs::new(&[b"LOCK", b"b", b"PX", bad]);
-        let r =
-            crate::command::Command::parse(CommandKind::Lock, &args.view(), &Default::default());
+        let r = parse_op(
+            CommandKind::Lock,
+            &[b"LOCK", b"b", b"PX", bad],
+            &Default::default(),
+        );
         assert!(matches!(r, Some(Err(Reply::Error(_)))), "{bad:?}");
     }
     for bad in [
         &[&b"LOCK"[..], b"b", b"PX", b"1", b"EX", b"1"][..],
         &[b"LOCK", b"b", b"NOPE"],
     ] {
-        let args = crate::command::test_support::OwnedArgs::new(bad);
-        let r =
-            crate::command::Command::parse(CommandKind::Lock, &args.view(), &Default::default());
+        let r = parse_op(CommandKind::Lock, bad, &Default::default());
         assert_eq!(r, Some(Err(errors::SYNTAX)));
     }
 }
@@ -118,7 +120,7 @@ fn wait_is_granted_on_unlock_in_fifo_order() {
     for n in 0..10 {
         f.origin = Origin::External(n);
         let r = f.run(CommandKind::Lock, &[b"LOCK", b"a", b"WAIT", b"5000"]);
-        assert_eq!(r, Reply::Parked);
+        assert_eq!(r, PARKED);
     }
     f.origin = Origin::Nobody;
     assert_eq!(status(&mut f, b"a")["waiters"], Reply::Integer(10));
@@ -127,7 +129,7 @@ fn wait_is_granted_on_unlock_in_fifo_order() {
         let d = f.sink.deliveries.pop().expect("a grant");
         assert!(f.sink.deliveries.is_empty());
         assert_eq!(d.origin, Origin::External(n), "FIFO");
-        let granted = key_of(&d.reply);
+        let granted = key_of(&reply_of(d.outcome));
         assert_eq!(d.grant, Some((b"a"[..].into(), granted)));
         key = hex_key(&granted);
         assert_eq!(f.lock(b"a"), errors::LOCKED, "the waiter holds it now");
@@ -148,7 +150,7 @@ fn waiters_hear_of_completion_and_time_out() {
         .sink
         .deliveries
         .drain(..)
-        .map(|d| (d.origin, d.reply))
+        .map(|d| (d.origin, reply_of(d.outcome)))
         .collect();
     assert_eq!(
         replies,
@@ -167,7 +169,10 @@ fn waiters_hear_of_completion_and_time_out() {
     f.now += 1;
     f.sweep();
     let d = f.sink.deliveries.pop().expect("a time-out");
-    assert_eq!((d.origin, d.reply), (Origin::External(3), errors::LOCKED));
+    assert_eq!(
+        (d.origin, reply_of(d.outcome)),
+        (Origin::External(3), errors::LOCKED)
+    );
     assert_eq!(f.table.waiting(), 0);
 }
 
@@ -184,7 +189,7 @@ fn an_expiring_lease_goes_to_the_first_waiter() {
     f.sweep();
     let d = f.sink.deliveries.pop().expect("a grant");
     assert_eq!(d.origin, Origin::External(7));
-    assert!(matches!(d.reply, Reply::Key(_)));
+    assert!(matches!(reply_of(d.outcome), Reply::Key(_)));
     assert_eq!(status(&mut f, b"a")["ttl_ms"], Reply::Integer(30));
 }
 
@@ -197,7 +202,7 @@ fn wait_queue_is_bounded() {
     f.lock(b"a");
     for _ in 0..2 {
         let r = f.run(CommandKind::Lock, &[b"LOCK", b"a", b"WAIT", b"10"]);
-        assert_eq!(r, Reply::Parked);
+        assert_eq!(r, PARKED);
     }
     let r = f.run(CommandKind::Lock, &[b"LOCK", b"a", b"WAIT", b"10"]);
     assert_eq!(r, errors::QUEUE_FULL);
@@ -370,7 +375,7 @@ impl World {
                 .position(|d| d.origin == Origin::External(waiter))
                 .expect("the first waiter is granted");
             let d = f.sink.deliveries.remove(pos);
-            let key = key_of(&d.reply);
+            let key = key_of(&reply_of(d.outcome));
             let deadline = lease.map_or(0, |l| now + l);
             self.ids.insert(id, Model::Locked { key, deadline });
         }
@@ -406,7 +411,10 @@ impl World {
                         .iter()
                         .position(|d| d.origin == Origin::External(waiter))
                         .expect("a timed-out waiter is told");
-                    assert_eq!(f.sink.deliveries.remove(pos).reply, errors::LOCKED);
+                    assert_eq!(
+                        reply_of(f.sink.deliveries.remove(pos).outcome),
+                        errors::LOCKED
+                    );
                 }
                 _ => return,
             }
@@ -473,7 +481,7 @@ fn random_sequences_with_time_match_the_model() {
                             assert_eq!(got, errors::COMPLETED, "{ctx}")
                         }
                         (Some(Model::Locked { .. }), Some(t)) => {
-                            assert_eq!(got, Reply::Parked, "{ctx}");
+                            assert_eq!(got, PARKED, "{ctx}");
                             w.waits
                                 .entry(id)
                                 .or_default()
@@ -536,7 +544,10 @@ fn random_sequences_with_time_match_the_model() {
                                 .iter()
                                 .position(|d| d.origin == Origin::External(waiter))
                                 .expect("waiters hear of completion");
-                            assert_eq!(f.sink.deliveries.remove(pos).reply, errors::COMPLETED);
+                            assert_eq!(
+                                reply_of(f.sink.deliveries.remove(pos).outcome),
+                                errors::COMPLETED
+                            );
                         }
                     }
                 }
@@ -587,7 +598,7 @@ fn roll_back_restores_the_last_committed_state() {
         &[b"COMPLETE", b"a", &a, b"RESULT", b"x"],
     );
     f.unlock(b"b", &b);
-    let waiter_key = key_of(&f.sink.deliveries.pop().expect("grant").reply);
+    let waiter_key = key_of(&reply_of(f.sink.deliveries.pop().expect("grant").outcome));
     f.complete(b"b", &hex_key(&waiter_key));
     f.lock(b"d");
     assert_ne!(state_of(&f), before);
@@ -619,7 +630,7 @@ fn bounded_sweeps_reclaim_every_lease() {
     loop {
         let mut table = std::mem::replace(
             &mut f.table,
-            crate::shard::table::LockTable::new(Policy::default()),
+            crate::table::LockTable::new(Policy::default()),
         );
         let done = table.expire_due(&mut f.ctx(), 4096);
         f.table = table;

@@ -1,15 +1,18 @@
-//! Command semantics, pure and synchronous.
+//! Commands on the wire: the spec table, parsing arguments into the table's typed
+//! operations, and answering their outcomes as replies.
 //!
-//! [`spec`] declares every command as data. Lock commands ([`lock`], [`unlock`], [`complete`])
-//! parse into a [`Command`] value that can travel to the shard owning its id, where
-//! [`Command::apply`] runs it against that shard's [`LockTable`]. Connection and server commands
-//! live in [`admin`] and run on the connection's own thread.
+//! [`spec`] declares every command as data. Lock commands ([`lock`], [`unlock`], [`complete`],
+//! [`renew`], [`status`]) parse into an [`Op`], the id taken from the position the spec gives,
+//! so it can travel to the shard owning its id, where the table runs it; [`reply`] turns its
+//! [`Outcome`] into the [`Reply`]. Connection and server commands live in [`admin`] and run on
+//! the connection's own thread. [`number`] reads numbers for RESP and HTTP alike.
 //!
-//! Nothing here does I/O or reads the clock: time and key generation come in an [`ApplyCtx`].
+//! Nothing here does I/O or reads the clock.
 
 pub mod admin;
 pub mod complete;
 pub mod lock;
+pub mod number;
 pub mod renew;
 pub mod spec;
 pub mod status;
@@ -22,72 +25,42 @@ pub(crate) mod table_tests;
 mod lease_tests;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::keys::KeySource;
-use crate::log::LogRecord;
-use crate::protocol::{Args, KeyBytes, Reply, reply::parse_key};
-use crate::shard::Origin;
-use crate::shard::table::{Delivery, Id, LockTable};
+use crate::protocol::{Args, Reply};
+use crate::table::{Op, Outcome};
+use crate::types::{Error, Id, KeyBytes, parse_key};
 
-pub use complete::Complete;
-pub use lock::Lock;
-pub use renew::Renew;
+pub use number::{parse_lease, parse_wait};
 pub use spec::{COMMANDS, CommandKind, CommandSpec, lookup};
-pub use status::Status;
-pub use unlock::Unlock;
 
-/// The error replies of the lock commands. Their sentences never contain a key.
+/// The error replies of the lock commands, as [`Reply`] values; each is the wire spelling of
+/// an [`Error`]. Their sentences never contain a key.
 pub mod errors {
     use crate::protocol::Reply;
+    use crate::types::Error;
 
     /// The id is held by someone.
-    pub const LOCKED: Reply = Reply::error("LOCKED the id is locked by another holder");
+    pub const LOCKED: Reply = Reply::error(Error::Locked.text());
     /// The id is completed for good.
-    pub const COMPLETED: Reply = Reply::error("COMPLETED the id is already completed");
+    pub const COMPLETED: Reply = Reply::error(Error::Completed.text());
     /// The id is not locked.
-    pub const NOT_LOCKED: Reply = Reply::error("NOTLOCKED the id is not locked");
+    pub const NOT_LOCKED: Reply = Reply::error(Error::NotLocked.text());
     /// The key is not the one of the current holder.
-    pub const BAD_KEY: Reply = Reply::error("BADKEY the key does not match the lock");
+    pub const BAD_KEY: Reply = Reply::error(Error::BadKey.text());
     /// The id argument is empty.
-    pub const EMPTY_ID: Reply = Reply::error("ERR the id must not be empty");
+    pub const EMPTY_ID: Reply = Reply::error(Error::EmptyId.text());
     /// The id argument is over the configured maximum length.
-    pub const ID_TOO_LONG: Reply = Reply::error("ERR id too long");
+    pub const ID_TOO_LONG: Reply = Reply::error(Error::IdTooLong.text());
     /// A LOCK with a fingerprint other than the one the id was locked or completed with.
-    pub const MISMATCH: Reply =
-        Reply::error("MISMATCH the id was locked with a different fingerprint");
+    pub const MISMATCH: Reply = Reply::error(Error::Mismatch.text());
     /// The wait queue of an id is full.
-    pub const QUEUE_FULL: Reply =
-        Reply::error("LOCKED the id is locked and its wait queue is full");
+    pub const QUEUE_FULL: Reply = Reply::error(Error::QueueFull.text());
     /// A malformed option list.
-    pub const SYNTAX: Reply = Reply::error("ERR syntax error");
+    pub const SYNTAX: Reply = Reply::error(Error::Syntax.text());
     /// The RESULT of COMPLETE is over `--max-result-size`.
-    pub const RESULT_TOO_LARGE: Reply = Reply::error("ERR result too large");
+    pub const RESULT_TOO_LARGE: Reply = Reply::error(Error::ResultTooLarge.text());
     /// A fingerprint over the id length limit.
-    pub const FINGERPRINT_TOO_LONG: Reply = Reply::error("ERR fingerprint too long");
-}
-
-/// What the lock commands need besides the table, and where their effects go.
-pub struct ApplyCtx<'a> {
-    /// Now, in milliseconds since the Unix epoch, read once per loop iteration.
-    pub now_ms: u64,
-    /// Where fresh keys come from.
-    pub keys: &'a mut dyn KeySource,
-    /// The server-wide fence counter: every grant takes the next value.
-    pub fences: &'a AtomicU64,
-    /// Who sent the command (a waiting LOCK is answered there later).
-    pub origin: Origin,
-    /// Changes to log, in order.
-    pub records: &'a mut Vec<LogRecord>,
-    /// Replies owed to waiters, produced as a side effect.
-    pub deliveries: &'a mut Vec<Delivery>,
-}
-
-impl ApplyCtx<'_> {
-    /// The next fencing token: larger than every one handed out before, on any shard.
-    pub fn next_fence(&self) -> u64 {
-        self.fences.fetch_add(1, Ordering::Relaxed) + 1
-    }
+    pub const FINGERPRINT_TOO_LONG: Reply = Reply::error(Error::FingerprintTooLong.text());
 }
 
 /// Limits applied while parsing lock commands.
@@ -108,102 +81,72 @@ impl Default for CommandLimits {
     }
 }
 
-/// A lock command, owned so it can travel to another shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `LOCK id`
-    Lock(Lock),
-    /// `UNLOCK id key`
-    Unlock(Unlock),
-    /// `COMPLETE id key [RESULT value]`
-    Complete(Complete),
-    /// `RENEW id key PX ms | EX s`
-    Renew(Renew),
-    /// `STATUS id`
-    Status(Status),
+/// Parses the lock command of `spec` from `args` (index 0 is the name; arity is already
+/// checked), its id at the spec's id position. `None` if `spec` is not a lock command.
+pub fn parse(
+    spec: &CommandSpec,
+    args: &Args<'_>,
+    limits: &CommandLimits,
+) -> Option<Result<Op, Error>> {
+    let at = spec.id_pos?;
+    Some(match spec.kind {
+        CommandKind::Lock => lock::parse(args, at, limits).map(Op::Lock),
+        CommandKind::Unlock => unlock::parse(args, at, limits).map(Op::Unlock),
+        CommandKind::Complete => complete::parse(args, at, limits).map(Op::Complete),
+        CommandKind::Renew => renew::parse(args, at, limits).map(Op::Renew),
+        CommandKind::Status => status::parse(args, at, limits).map(Op::Status),
+        _ => return None,
+    })
 }
 
-impl Command {
-    /// Parses the lock command `kind` from `args` (index 0 is the name; arity is already
-    /// checked). `None` if `kind` is not a lock command.
-    pub fn parse(
-        kind: CommandKind,
-        args: &Args<'_>,
-        limits: &CommandLimits,
-    ) -> Option<Result<Command, Reply>> {
-        Some(match kind {
-            CommandKind::Lock => Lock::parse(args, limits).map(Command::Lock),
-            CommandKind::Unlock => Unlock::parse(args, limits).map(Command::Unlock),
-            CommandKind::Complete => Complete::parse(args, limits).map(Command::Complete),
-            CommandKind::Renew => Renew::parse(args, limits).map(Command::Renew),
-            CommandKind::Status => Status::parse(args, limits).map(Command::Status),
-            _ => return None,
-        })
+/// Which command of the spec table an operation is.
+pub fn kind_of(op: &Op) -> CommandKind {
+    match op {
+        Op::Lock(_) => CommandKind::Lock,
+        Op::Unlock(_) => CommandKind::Unlock,
+        Op::Complete(_) => CommandKind::Complete,
+        Op::Renew(_) => CommandKind::Renew,
+        Op::Status(_) => CommandKind::Status,
     }
+}
 
-    /// The id this command is about: it decides which shard runs it.
-    pub fn id(&self) -> &[u8] {
-        match self {
-            Command::Lock(c) => &c.id,
-            Command::Unlock(c) => &c.id,
-            Command::Complete(c) => &c.id,
-            Command::Renew(c) => &c.id,
-            Command::Status(c) => &c.id,
-        }
-    }
+/// The reply to an operation's outcome. A parked `LOCK ... WAIT` has no reply yet: `None`.
+pub fn reply(outcome: Outcome) -> Option<Reply> {
+    Some(match outcome {
+        Outcome::Granted {
+            key,
+            fence,
+            with_fence,
+        } => lock_reply(key, fence, with_fence),
+        Outcome::Done => Reply::Ok,
+        Outcome::Status { standing, waiters } => status::reply(standing, waiters),
+        Outcome::Refused { error, .. } => Reply::from(error),
+        Outcome::Parked => return None,
+    })
+}
 
-    /// Which command of the spec table this is.
-    pub fn kind(&self) -> CommandKind {
-        match self {
-            Command::Lock(_) => CommandKind::Lock,
-            Command::Unlock(_) => CommandKind::Unlock,
-            Command::Complete(_) => CommandKind::Complete,
-            Command::Renew(_) => CommandKind::Renew,
-            Command::Status(_) => CommandKind::Status,
-        }
-    }
-
-    /// Whether the command can change the table (and so may need the log).
-    pub fn is_write(&self) -> bool {
-        !matches!(self, Command::Status(_))
-    }
-
-    /// Runs the command against the table of the shard that owns its id.
-    pub fn apply(self, table: &mut LockTable, ctx: &mut ApplyCtx<'_>) -> Reply {
-        match self {
-            Command::Lock(c) => c.apply(table, ctx),
-            Command::Unlock(c) => c.apply(table, ctx),
-            Command::Complete(c) => c.apply(table, ctx),
-            Command::Renew(c) => c.apply(table, ctx),
-            Command::Status(c) => c.apply(table, ctx),
-        }
+/// The reply to a granted LOCK: the key, or `[key, fence]` with WITHFENCE.
+pub fn lock_reply(key: KeyBytes, fence: u64, with_fence: bool) -> Reply {
+    if with_fence {
+        Reply::Array(vec![
+            Reply::Key(key),
+            Reply::Integer(i64::try_from(fence).unwrap_or(i64::MAX)),
+        ])
+    } else {
+        Reply::Key(key)
     }
 }
 
 /// Validates and copies an id argument.
-pub fn parse_id(arg: Option<&[u8]>, limits: &CommandLimits) -> Result<Id, Reply> {
+pub fn parse_id(arg: Option<&[u8]>, limits: &CommandLimits) -> Result<Id, Error> {
     let arg = arg.unwrap_or_default();
     if arg.is_empty() {
-        return Err(errors::EMPTY_ID);
+        return Err(Error::EmptyId);
     }
     if arg.len() > limits.max_id_len {
-        return Err(errors::ID_TOO_LONG);
+        return Err(Error::IdTooLong);
     }
     Ok(arg.into())
-}
-
-/// Parses a lease given as `PX ms` or `EX s` into milliseconds; `None` if invalid. Leases are
-/// capped at 2^40 ms (about 34 years).
-pub fn parse_lease(unit: &[u8], value: &[u8]) -> Option<u64> {
-    let n: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
-    let ms = if unit.eq_ignore_ascii_case(b"PX") {
-        n
-    } else if unit.eq_ignore_ascii_case(b"EX") {
-        n.checked_mul(1000)?
-    } else {
-        return None;
-    };
-    (ms > 0 && ms <= 1 << 40).then_some(ms)
 }
 
 /// Parses a key argument. A malformed key is not an error: it is a key that matches nothing.
@@ -242,7 +185,7 @@ pub(crate) mod test_support {
     use std::ops::Range;
 
     use crate::keys::KeySource;
-    use crate::protocol::KeyBytes;
+    use crate::types::KeyBytes;
 
     /// Owned arguments that can lend an [`crate::protocol::Args`] view.
     pub struct OwnedArgs {
@@ -270,9 +213,31 @@ pub(crate) mod test_support {
     /// Effects collected while applying commands in tests.
     #[derive(Default)]
     pub struct Sink {
-        pub records: Vec<crate::log::LogRecord>,
-        pub deliveries: Vec<crate::shard::table::Delivery>,
+        pub records: Vec<crate::types::LogRecord>,
+        pub deliveries: Vec<crate::table::Delivery>,
         pub fences: std::sync::atomic::AtomicU64,
+    }
+
+    /// Parses a lock command of `kind` from `parts` through the spec table, with refusals as
+    /// the replies a client would see. `None` if `kind` is not a lock command.
+    pub fn parse_op(
+        kind: crate::command::CommandKind,
+        parts: &[&[u8]],
+        limits: &crate::command::CommandLimits,
+    ) -> Option<Result<crate::table::Op, crate::protocol::Reply>> {
+        let spec = crate::command::COMMANDS.iter().find(|c| c.kind == kind)?;
+        let args = OwnedArgs::new(parts);
+        crate::command::parse(spec, &args.view(), limits)
+            .map(|r| r.map_err(crate::protocol::Reply::from))
+    }
+
+    /// What a test reads for a parked `LOCK ... WAIT`, which has no reply yet.
+    pub const PARKED: crate::protocol::Reply =
+        crate::protocol::Reply::error("(parked: no reply yet)");
+
+    /// The reply an outcome becomes on the wire; [`PARKED`] for a parked wait.
+    pub fn reply_of(outcome: crate::table::Outcome) -> crate::protocol::Reply {
+        crate::command::reply(outcome).unwrap_or(PARKED)
     }
 
     /// Keys 1, 2, 3, … as big-endian 128-bit numbers: predictable in tests.

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::test_support::{CountingKeys, OwnedArgs, Sink};
-use crate::command::{ApplyCtx, Command, CommandKind, CommandLimits, errors};
-use crate::protocol::{KeyBytes, Reply, reply::hex_key};
-use crate::shard::Origin;
-use crate::shard::table::{LockTable, Policy};
+use crate::command::test_support::{CountingKeys, Sink, parse_op, reply_of};
+use crate::command::{CommandKind, CommandLimits, errors};
+use crate::protocol::Reply;
+use crate::table::{ApplyCtx, LockTable, Policy};
+use crate::types::{KeyBytes, Origin, hex_key};
 
 pub(crate) struct Fixture {
     pub table: LockTable,
@@ -49,14 +49,13 @@ impl Fixture {
     }
 
     pub fn run(&mut self, kind: CommandKind, parts: &[&[u8]]) -> Reply {
-        let args = OwnedArgs::new(parts);
-        let cmd = Command::parse(kind, &args.view(), &CommandLimits::default())
+        let op = parse_op(kind, parts, &CommandLimits::default())
             .expect("a lock command")
             .expect("valid arguments");
         let mut table = std::mem::replace(&mut self.table, LockTable::new(Policy::default()));
-        let reply = cmd.apply(&mut table, &mut self.ctx());
+        let outcome = table.apply(op, &mut self.ctx());
         self.table = table;
-        reply
+        reply_of(outcome)
     }
 
     /// Runs the active sweep at the current fake time.
@@ -151,12 +150,18 @@ fn bad_ids_are_refused_at_parse() {
         (vec![], errors::EMPTY_ID),
         (vec![b'x'; 513], errors::ID_TOO_LONG),
     ] {
-        let args = OwnedArgs::new(&[b"LOCK", &id]);
-        let r = Command::parse(CommandKind::Lock, &args.view(), &CommandLimits::default());
+        let r = parse_op(
+            CommandKind::Lock,
+            &[b"LOCK", &id],
+            &CommandLimits::default(),
+        );
         assert_eq!(r, Some(Err(want)));
     }
-    let args = OwnedArgs::new(&[b"LOCK", &[b'x'; 512]]);
-    let r = Command::parse(CommandKind::Lock, &args.view(), &CommandLimits::default());
+    let r = parse_op(
+        CommandKind::Lock,
+        &[b"LOCK", &[b'x'; 512]],
+        &CommandLimits::default(),
+    );
     assert!(matches!(r, Some(Ok(_))));
 }
 

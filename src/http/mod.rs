@@ -1,10 +1,11 @@
 //! The HTTP adapter: `GET /lock?id=`, `/unlock?id=&key=`, `/complete?id=&key=`, and `/` (help).
 //!
 //! It runs hyper (HTTP/1.1 with keep-alive and pipelining) on a small tokio runtime of its own,
-//! apart from the shard threads. Each request becomes the same [`Command`] value the RESP path
-//! builds ([`query`]), goes to the inbox of the shard that owns its id (`shard_for`), and its
-//! reply comes back on a oneshot channel; [`status::reply_response`] is the one function that
-//! turns that reply into a status and body ([`router`]). docs/HTTP.md is the contract.
+//! apart from the shard threads. Each request becomes the same [`crate::table::Op`] value the
+//! RESP path builds ([`query`]), goes to the inbox of the shard that owns its id (`shard_for`),
+//! and its typed outcome comes back on a oneshot channel; [`status::outcome_response`] is the
+//! one function that turns that outcome into a status and body ([`router`]). docs/HTTP.md is
+//! the contract.
 //!
 //! Invariants:
 //! - No lock semantics live here: the shard decides, this module only names the outcome.
@@ -20,8 +21,6 @@
 //!   cap, and at most `--maxclients` connections are served at once (the next one gets
 //!   `503 busy` and is closed).
 //! - A response body never holds a key, except the key a successful `/lock` hands out.
-//!
-//! [`Command`]: crate::command::Command
 
 pub mod gate;
 pub mod probes;

@@ -1,4 +1,4 @@
-//! From a query string to a [`Command`].
+//! From a query string to an [`Op`].
 //!
 //! Parameters are `name=value` pairs separated by `&`. Names are matched literally (`id`, `key`,
 //! `ttl`, `wait`, `fingerprint`, `result`); unknown names are ignored, a repeated known name is an error. Values are
@@ -7,45 +7,60 @@
 //! rather than a literal `%`, so a malformed escape never silently names some other id.
 //!
 //! Ids go through [`parse_id`] with the server's [`CommandLimits`], exactly as over RESP; keys
-//! through [`parse_key_arg`]. Every error is an `ERR` reply, which the status mapping turns into
-//! 400 with its sentence; no sentence ever holds a key.
+//! through [`parse_key_arg`]; numbers through [`crate::command::number`]. Every error is a
+//! [`BadRequest`], which the status mapping turns into 400 with its sentence; no sentence ever
+//! holds a key.
 
 use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-use crate::command::{
-    Command, CommandLimits, Complete, Lock, Renew, Status, Unlock, errors, parse_id, parse_key_arg,
-};
+use crate::command::number;
+use crate::command::{CommandLimits, parse_id, parse_key_arg};
 use crate::http::status::Endpoint;
-use crate::protocol::{KeyBytes, Reply};
-use crate::shard::table::Id;
+use crate::table::{Complete, Lock, Op, Renew, Status, Unlock};
+use crate::types::{Error, Id, KeyBytes};
 
-/// The longest accepted `ttl`, in milliseconds: 2^40 (about 34 years).
-pub const MAX_TTL_MS: u64 = 1 << 40;
+/// Why a request's parameters were refused: an `ERR` text, shown as 400 with its sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadRequest(pub &'static str);
+
+impl BadRequest {
+    /// The sentence after `ERR`.
+    pub fn sentence(self) -> &'static str {
+        self.0.strip_prefix("ERR ").unwrap_or(self.0)
+    }
+}
+
+impl From<Error> for BadRequest {
+    fn from(error: Error) -> BadRequest {
+        BadRequest(error.text())
+    }
+}
 
 /// A key is 32 hex characters; anything longer cannot be one.
 const KEY_HEX_LEN: usize = 32;
 
-const MISSING_ID: Reply = Reply::error("ERR missing id parameter");
-const DUPLICATE_ID: Reply = Reply::error("ERR the id parameter is given twice");
-const BAD_ID_ENCODING: Reply = Reply::error("ERR bad percent-encoding in id");
-const MISSING_KEY: Reply = Reply::error("ERR missing key parameter");
-const DUPLICATE_KEY: Reply = Reply::error("ERR the key parameter is given twice");
-const BAD_KEY_ENCODING: Reply = Reply::error("ERR bad percent-encoding in key");
-const EMPTY_KEY: Reply = Reply::error("ERR the key must not be empty");
-const KEY_TOO_LONG: Reply = Reply::error("ERR key too long (a key is 32 hex characters)");
-const DUPLICATE_TTL: Reply = Reply::error("ERR the ttl parameter is given twice");
-const DUPLICATE_WAIT: Reply = Reply::error("ERR the wait parameter is given twice");
-const DUPLICATE_FINGERPRINT: Reply = Reply::error("ERR the fingerprint parameter is given twice");
-const DUPLICATE_RESULT: Reply = Reply::error("ERR the result parameter is given twice");
-const BAD_FINGERPRINT_ENCODING: Reply = Reply::error("ERR bad percent-encoding in fingerprint");
-const BAD_RESULT_ENCODING: Reply = Reply::error("ERR bad percent-encoding in result");
-const MISSING_TTL: Reply = Reply::error("ERR missing ttl parameter");
-const BAD_WAIT: Reply =
-    Reply::error("ERR bad wait: expected whole milliseconds from 0 to 1099511627776");
-const BAD_TTL: Reply =
-    Reply::error("ERR bad ttl: expected whole milliseconds from 1 to 1099511627776");
+const MISSING_ID: BadRequest = BadRequest("ERR missing id parameter");
+const DUPLICATE_ID: BadRequest = BadRequest("ERR the id parameter is given twice");
+const BAD_ID_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in id");
+const MISSING_KEY: BadRequest = BadRequest("ERR missing key parameter");
+const DUPLICATE_KEY: BadRequest = BadRequest("ERR the key parameter is given twice");
+const BAD_KEY_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in key");
+const EMPTY_KEY: BadRequest = BadRequest("ERR the key must not be empty");
+const KEY_TOO_LONG: BadRequest = BadRequest("ERR key too long (a key is 32 hex characters)");
+const DUPLICATE_TTL: BadRequest = BadRequest("ERR the ttl parameter is given twice");
+const DUPLICATE_WAIT: BadRequest = BadRequest("ERR the wait parameter is given twice");
+const DUPLICATE_FINGERPRINT: BadRequest =
+    BadRequest("ERR the fingerprint parameter is given twice");
+const DUPLICATE_RESULT: BadRequest = BadRequest("ERR the result parameter is given twice");
+const BAD_FINGERPRINT_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in fingerprint");
+const BAD_RESULT_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in result");
+const MISSING_TTL: BadRequest = BadRequest("ERR missing ttl parameter");
+const BAD_WAIT: BadRequest =
+    BadRequest("ERR bad wait: expected whole milliseconds from 0 to 1099511627776");
+const BAD_TTL: BadRequest =
+    BadRequest("ERR bad ttl: expected whole milliseconds from 1 to 1099511627776");
 
 /// The known parameters of a request, still percent-encoded.
 #[derive(Debug, Default)]
@@ -63,10 +78,10 @@ pub fn command(
     endpoint: Endpoint,
     query: Option<&str>,
     limits: &CommandLimits,
-) -> Result<Command, Reply> {
+) -> Result<Op, BadRequest> {
     let params = split(query.unwrap_or_default())?;
     let id = decode(params.id.ok_or(MISSING_ID)?, BAD_ID_ENCODING)?;
-    let id = parse_id(Some(&id), limits)?;
+    let id = parse_id(Some(&id), limits).map_err(BadRequest::from)?;
     Ok(match endpoint {
         Endpoint::Lock => {
             let ttl_ms = params.ttl.map(parse_ttl).transpose()?;
@@ -79,11 +94,11 @@ pub fn command(
                 .as_ref()
                 .is_some_and(|f| f.len() > limits.max_id_len)
             {
-                return Err(errors::FINGERPRINT_TOO_LONG);
+                return Err(Error::FingerprintTooLong.into());
             }
             lock_command(id, ttl_ms, wait_ms, fingerprint.map(|f| f.into()))
         }
-        Endpoint::Unlock => Command::Unlock(Unlock {
+        Endpoint::Unlock => Op::Unlock(Unlock {
             id,
             key: key(params.key)?,
         }),
@@ -96,20 +111,20 @@ pub fn command(
                 .as_ref()
                 .is_some_and(|r| r.len() > limits.max_result_size)
             {
-                return Err(errors::RESULT_TOO_LARGE);
+                return Err(Error::ResultTooLarge.into());
             }
-            Command::Complete(Complete {
+            Op::Complete(Complete {
                 id,
                 key: key(params.key)?,
                 result: result.map(|r| r.into()),
             })
         }
-        Endpoint::Renew => Command::Renew(Renew {
+        Endpoint::Renew => Op::Renew(Renew {
             id,
             key: key(params.key)?,
             lease_ms: parse_ttl(params.ttl.ok_or(MISSING_TTL)?)?,
         }),
-        Endpoint::Status => Command::Status(Status { id }),
+        Endpoint::Status => Op::Status(Status { id }),
     })
 }
 
@@ -120,8 +135,8 @@ fn lock_command(
     ttl_ms: Option<u64>,
     wait_ms: Option<u64>,
     fingerprint: Option<Box<[u8]>>,
-) -> Command {
-    Command::Lock(Lock {
+) -> Op {
+    Op::Lock(Lock {
         lease_ms: ttl_ms,
         wait_ms,
         fingerprint,
@@ -130,19 +145,13 @@ fn lock_command(
     })
 }
 
-/// A `wait` parameter: decimal digits only, 0 to [`MAX_TTL_MS`].
-fn parse_wait(raw: &str) -> Result<u64, Reply> {
-    let text = decode(raw, BAD_WAIT)?;
-    std::str::from_utf8(&text)
-        .ok()
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|t| t.parse::<u64>().ok())
-        .filter(|&ms| ms <= MAX_TTL_MS)
-        .ok_or(BAD_WAIT)
+/// A `wait` parameter: decimal digits only, 0 to [`number::MAX_LEASE_MS`].
+fn parse_wait(raw: &str) -> Result<u64, BadRequest> {
+    number::parse_wait(&decode(raw, BAD_WAIT)?).ok_or(BAD_WAIT)
 }
 
 /// Splits `query` into the known parameters.
-fn split(query: &str) -> Result<RawParams<'_>, Reply> {
+fn split(query: &str) -> Result<RawParams<'_>, BadRequest> {
     let mut params = RawParams::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -163,7 +172,7 @@ fn split(query: &str) -> Result<RawParams<'_>, Reply> {
 }
 
 /// Percent-decodes `raw` to bytes; `bad` if a `%` is not followed by two hex digits.
-fn decode(raw: &str, bad: Reply) -> Result<Cow<'_, [u8]>, Reply> {
+fn decode(raw: &str, bad: BadRequest) -> Result<Cow<'_, [u8]>, BadRequest> {
     let mut bytes = raw.bytes();
     while let Some(b) = bytes.next() {
         if b == b'%' {
@@ -178,7 +187,7 @@ fn decode(raw: &str, bad: Reply) -> Result<Cow<'_, [u8]>, Reply> {
 
 /// A `key` parameter: required and non-empty; over 32 characters is an error. Otherwise it is
 /// parsed as over RESP, where a malformed key is one that matches nothing.
-fn key(raw: Option<&str>) -> Result<Option<KeyBytes>, Reply> {
+fn key(raw: Option<&str>) -> Result<Option<KeyBytes>, BadRequest> {
     let key = decode(raw.ok_or(MISSING_KEY)?, BAD_KEY_ENCODING)?;
     if key.is_empty() {
         return Err(EMPTY_KEY);
@@ -189,26 +198,16 @@ fn key(raw: Option<&str>) -> Result<Option<KeyBytes>, Reply> {
     Ok(parse_key_arg(Some(&key)))
 }
 
-/// A `ttl` parameter: decimal digits only, 1 to [`MAX_TTL_MS`].
-fn parse_ttl(raw: &str) -> Result<u64, Reply> {
-    let text = decode(raw, BAD_TTL)?;
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        return Err(BAD_TTL);
-    }
-    let ms = text.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    });
-    match ms {
-        Some(ms) if (1..=MAX_TTL_MS).contains(&ms) => Ok(ms),
-        _ => Err(BAD_TTL),
-    }
+/// A `ttl` parameter: decimal digits only, 1 to [`number::MAX_LEASE_MS`].
+fn parse_ttl(raw: &str) -> Result<u64, BadRequest> {
+    number::parse_lease_ms(&decode(raw, BAD_TTL)?).ok_or(BAD_TTL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(endpoint: Endpoint, query: &str) -> Result<Command, String> {
+    fn parse(endpoint: Endpoint, query: &str) -> Result<Op, String> {
         command(
             endpoint,
             Some(query),
@@ -217,10 +216,7 @@ mod tests {
                 ..CommandLimits::default()
             },
         )
-        .map_err(|r| match r {
-            Reply::Error(text) => text.into_owned(),
-            other => format!("{other:?}"),
-        })
+        .map_err(|e| e.0.to_string())
     }
 
     fn lock_id(query: &str) -> Vec<u8> {
@@ -262,7 +258,7 @@ mod tests {
     #[test]
     fn keys() {
         let hex = "000102030405060708090a0b0c0d0e0f";
-        let expected = Command::Unlock(Unlock {
+        let expected = Op::Unlock(Unlock {
             id: b"a"[..].into(),
             key: Some(*b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"),
         });
@@ -270,7 +266,7 @@ mod tests {
             parse(Endpoint::Unlock, &format!("id=a&key={hex}")),
             Ok(expected)
         );
-        let Ok(Command::Complete(c)) = parse(Endpoint::Complete, "key=xyz&id=a") else {
+        let Ok(Op::Complete(c)) = parse(Endpoint::Complete, "key=xyz&id=a") else {
             panic!("a malformed key is a key that matches nothing");
         };
         assert_eq!(c.key, None);

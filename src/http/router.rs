@@ -1,9 +1,10 @@
-//! One request in, one response out: route by path and method, read the query into a
-//! [`Command`], run it on the shard that owns its id, and map the reply. Every request is
-//! timed and counted by endpoint and status ([`crate::metrics::http`]).
+//! One request in, one response out: route by path and method, read the query into an
+//! [`Op`], run it on the shard that owns its id, and map its outcome. Every request is timed
+//! and counted by endpoint and status ([`crate::metrics::http`]). A refused `/lock` carries the
+//! holder's lease left, for `Retry-After`.
 //!
 //! The one request that gets no response is a write chaos mode ran and then dropped
-//! ([`Reply::Hangup`]): [`Router::handle`] fails with [`LostReply`], and the HTTP library then
+//! ([`Answer::Hangup`]): [`Router::handle`] fails with [`LostReply`], and the HTTP library then
 //! closes the connection without answering, as a crash after the change would.
 
 use std::sync::Arc;
@@ -15,14 +16,14 @@ use hyper::body::{Body as _, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
-use crate::command::{Command, CommandLimits, Status};
+use crate::command::CommandLimits;
 use crate::context::ServerContext;
 use crate::http::status::{self, Body, Endpoint};
 use crate::http::{probes, query};
 use crate::metrics::http::HttpStats;
-use crate::protocol::Reply;
-use crate::shard::mesh::{External, Inbox, ReplyFn};
-use crate::shard::shard_for;
+use crate::shard::mesh::{Answer, External, Inbox, ReplyFn};
+use crate::table::Op;
+use crate::types::shard_for;
 
 /// The most request-body bytes read (and thrown away): parameters come in the query string.
 const MAX_BODY: usize = 8 * 1024;
@@ -45,8 +46,9 @@ impl std::fmt::Display for LostReply {
 
 impl std::error::Error for LostReply {}
 
-/// The reply when the owning shard cannot take or answer the command (it has stopped).
-const UNAVAILABLE: Reply = Reply::error("UNAVAILABLE the shard has stopped");
+/// The code answered when the owning shard cannot take or answer the command (it has
+/// stopped).
+const UNAVAILABLE: &str = "UNAVAILABLE";
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -101,54 +103,27 @@ impl Router {
         if let Err(response) = discard_body(body).await {
             return Ok(response);
         }
-        let (reply, id) = match query::command(endpoint, parts.uri.query(), &self.limits) {
-            Ok(cmd) => {
-                // Only a refused /lock needs the id again, for Retry-After.
-                let id = (endpoint == Endpoint::Lock).then(|| Box::<[u8]>::from(cmd.id()));
-                (self.run(cmd).await, id)
-            }
-            Err(reply) => (reply, None),
+        let cmd = match query::command(endpoint, parts.uri.query(), &self.limits) {
+            Ok(cmd) => cmd,
+            Err(bad) => return Ok(status::bad_request(bad.sentence())),
         };
-        if matches!(reply, Reply::Hangup) {
-            return Err(LostReply);
-        }
-        let response = status::reply_response(endpoint, &reply);
-        Ok(match (endpoint, &reply, id) {
-            (Endpoint::Lock, Reply::Error(text), Some(id)) if text.starts_with("LOCKED ") => {
-                let ttl = self.lease_left(id).await;
-                status::with_retry_after(response, ttl)
-            }
-            _ => response,
-        })
-    }
-
-    /// Milliseconds left on the lease of `id` (-1 for none), asked of its shard with STATUS.
-    async fn lease_left(&self, id: Box<[u8]>) -> i64 {
-        match self.run(Command::Status(Status { id })).await {
-            Reply::Map(fields) => fields
-                .iter()
-                .find_map(|(name, value)| match (name, value) {
-                    (Reply::Bulk(n), Reply::Integer(ttl)) if &n[..] == b"ttl_ms" => Some(*ttl),
-                    _ => None,
-                })
-                .unwrap_or(-1),
-            _ => -1,
+        match self.run(cmd).await {
+            Some(Answer::Outcome(outcome)) => Ok(status::outcome_response(endpoint, outcome)),
+            Some(Answer::Hangup) => Err(LostReply),
+            None => Ok(status::unavailable(UNAVAILABLE)),
         }
     }
 
-    /// Sends `cmd` to the shard that owns its id and waits for the reply.
-    async fn run(&self, cmd: Command) -> Reply {
-        let Some(inbox) = self.inboxes.get(shard_for(cmd.id(), self.inboxes.len())) else {
-            return UNAVAILABLE;
-        };
+    /// Sends `cmd` to the shard that owns its id and waits for the answer; `None` if the shard
+    /// has stopped.
+    async fn run(&self, cmd: Op) -> Option<Answer> {
+        let inbox = self.inboxes.get(shard_for(cmd.id(), self.inboxes.len()))?;
         let (tx, rx) = oneshot::channel();
         // The client may have gone: the send then fails, and a lock granted meanwhile is
         // released by the shard.
-        let done: ReplyFn = Box::new(move |reply| tx.send(reply).is_ok());
-        if inbox.send(External::Command { cmd, done }).is_err() {
-            return UNAVAILABLE;
-        }
-        rx.await.unwrap_or(UNAVAILABLE)
+        let done: ReplyFn = Box::new(move |answer| tx.send(answer).is_ok());
+        inbox.send(External::Command { cmd, done }).ok()?;
+        rx.await.ok()
     }
 }
 

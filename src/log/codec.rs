@@ -14,8 +14,7 @@
 //!   records without allocating for each one.
 
 use super::format::FRAME_HEADER_LEN;
-use super::record::LogRecord;
-use crate::protocol::KeyBytes;
+use crate::types::{KeyBytes, LogRecord, RecordRef};
 
 /// Record type tags. Zero is never used, so zero-filled space never looks like a record.
 mod tag {
@@ -27,147 +26,7 @@ mod tag {
     pub const EPOCH: u8 = 6;
 }
 
-/// A decoded record that borrows its byte strings from the buffer it was decoded from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordRef<'a> {
-    /// See [`LogRecord::Lock`].
-    Lock {
-        /// The id.
-        id: &'a [u8],
-        /// The holder's key.
-        key: KeyBytes,
-        /// The fence of the grant.
-        fence: u64,
-        /// Lease end in Unix ms, 0 for none.
-        deadline_ms: u64,
-        /// The fingerprint, if any.
-        fingerprint: Option<&'a [u8]>,
-    },
-    /// See [`LogRecord::Unlock`].
-    Unlock {
-        /// The id.
-        id: &'a [u8],
-    },
-    /// See [`LogRecord::Renew`].
-    Renew {
-        /// The id.
-        id: &'a [u8],
-        /// The new deadline in Unix ms.
-        deadline_ms: u64,
-    },
-    /// See [`LogRecord::Complete`].
-    Complete {
-        /// The id.
-        id: &'a [u8],
-        /// The completing holder's key.
-        key: KeyBytes,
-        /// The fence of the grant.
-        fence: u64,
-        /// Completion time in Unix ms.
-        at_ms: u64,
-        /// The fingerprint, if any.
-        fingerprint: Option<&'a [u8]>,
-        /// The result, if any.
-        result: Option<&'a [u8]>,
-    },
-    /// See [`LogRecord::Fence`].
-    Fence {
-        /// The highest fence issued.
-        value: u64,
-    },
-    /// See [`LogRecord::Epoch`].
-    Epoch {
-        /// The run number.
-        epoch: u64,
-    },
-}
-
-impl RecordRef<'_> {
-    /// Copies the borrowed bytes into an owned [`LogRecord`].
-    pub fn to_record(&self) -> LogRecord {
-        let boxed = |b: &[u8]| -> Box<[u8]> { b.into() };
-        match *self {
-            RecordRef::Lock {
-                id,
-                key,
-                fence,
-                deadline_ms,
-                fingerprint,
-            } => LogRecord::Lock {
-                id: boxed(id),
-                key,
-                fence,
-                deadline_ms,
-                fingerprint: fingerprint.map(boxed),
-            },
-            RecordRef::Unlock { id } => LogRecord::Unlock { id: boxed(id) },
-            RecordRef::Renew { id, deadline_ms } => LogRecord::Renew {
-                id: boxed(id),
-                deadline_ms,
-            },
-            RecordRef::Complete {
-                id,
-                key,
-                fence,
-                at_ms,
-                fingerprint,
-                result,
-            } => LogRecord::Complete {
-                id: boxed(id),
-                key,
-                fence,
-                at_ms,
-                fingerprint: fingerprint.map(boxed),
-                result: result.map(boxed),
-            },
-            RecordRef::Fence { value } => LogRecord::Fence { value },
-            RecordRef::Epoch { epoch } => LogRecord::Epoch { epoch },
-        }
-    }
-}
-
 impl LogRecord {
-    /// A view of this record that borrows its byte strings.
-    pub fn borrowed(&self) -> RecordRef<'_> {
-        match self {
-            LogRecord::Lock {
-                id,
-                key,
-                fence,
-                deadline_ms,
-                fingerprint,
-            } => RecordRef::Lock {
-                id,
-                key: *key,
-                fence: *fence,
-                deadline_ms: *deadline_ms,
-                fingerprint: fingerprint.as_deref(),
-            },
-            LogRecord::Unlock { id } => RecordRef::Unlock { id },
-            LogRecord::Renew { id, deadline_ms } => RecordRef::Renew {
-                id,
-                deadline_ms: *deadline_ms,
-            },
-            LogRecord::Complete {
-                id,
-                key,
-                fence,
-                at_ms,
-                fingerprint,
-                result,
-            } => RecordRef::Complete {
-                id,
-                key: *key,
-                fence: *fence,
-                at_ms: *at_ms,
-                fingerprint: fingerprint.as_deref(),
-                result: result.as_deref(),
-            },
-            LogRecord::Fence { value } => RecordRef::Fence { value: *value },
-            LogRecord::Epoch { epoch } => RecordRef::Epoch { epoch: *epoch },
-        }
-    }
-
     /// Appends this record's frame (`len`, `crc32c`, type, payload) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         self.borrowed().encode_into(out);

@@ -22,7 +22,6 @@ pub mod codec;
 pub mod dir_lock;
 pub mod format;
 mod reader;
-pub mod record;
 pub mod recovery;
 mod replay;
 pub mod storage;
@@ -34,7 +33,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use dir_lock::{DirLock, lock_dir};
-pub use record::LogRecord;
+
 pub use recovery::{Recovered, RecoveryError, RecoveryReport, recover};
 pub use storage::{FaultyStorage, FsStorage, LogFile, Storage};
 pub use writer::{RewriteReport, ShardLog, SnapshotEncoder, encode_snapshot};

@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - Every `shard-<n>/appendonly.log` is read, including shards beyond the current count, and
-//!   each live id is routed by the *current* [`crate::shard::shard_for`]; ordering between
+//!   each live id is routed by the *current* [`crate::types::shard_for`]; ordering between
 //!   files follows epochs (see `replay.rs`), so the order files are read in does not matter.
 //! - A torn tail (the last, unfinished write before a crash) is cut off the file, so the next
 //!   append lands after valid data, and reported. Damage before the tail stops recovery with
@@ -16,13 +16,14 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::codec::{RecordRef, decode_body};
+use super::codec::decode_body;
 use super::format::{FILE_HEADER_LEN, FORMAT_VERSION, FileHeader, HeaderError};
 use super::reader::{FrameReader, Step};
-use super::record::LogRecord;
 use super::replay::Replay;
 use super::storage::{Storage, with_path};
 use super::{LOG_FILE, REWRITE_FILE, parse_shard_dir, shard_dir};
+use crate::types::LogRecord;
+use crate::types::RecordRef;
 
 /// What recovery rebuilt.
 #[derive(Debug)]

@@ -20,11 +20,11 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::codec::RecordRef;
 use super::format::FileHeader;
-use super::record::LogRecord;
-use crate::protocol::KeyBytes;
-use crate::shard::shard_for;
+use crate::types::KeyBytes;
+use crate::types::LogRecord;
+use crate::types::RecordRef;
+use crate::types::shard_for;
 
 /// One tracked id. Its shard is computed once, while the id's bytes are still in the read
 /// buffer, so routing at the end never reads the id again (with millions of ids, each such

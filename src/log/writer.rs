@@ -24,11 +24,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use std::{fmt, io};
 
-use super::codec::RecordRef;
 use super::format::{FILE_HEADER_LEN, FileHeader};
-use super::record::LogRecord;
 use super::storage::{LogFile, Storage, with_path};
 use super::{LOG_FILE, REWRITE_FILE, shard_dir};
+use crate::types::LogRecord;
+use crate::types::RecordRef;
 
 /// Initial capacity of the append buffer; a buffer grown past `BUFFER_SHRINK` by a large
 /// batch is given back after it is written.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::command::CommandKind;
 use crate::metrics::histogram::{Histogram, bump_owned};
 use crate::protocol::Reply;
+use crate::types::Error;
 
 /// What became of a command, by its reply. Errors are classed by their code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,25 +78,42 @@ impl Outcome {
         !matches!(self, Outcome::Ok | Outcome::Queued)
     }
 
-    /// The outcome a reply stands for.
-    pub fn of(reply: &Reply) -> Outcome {
-        let Reply::Error(text) = reply else {
-            return match reply {
-                Reply::Parked => Outcome::Queued,
-                _ => Outcome::Ok,
-            };
-        };
-        let code = text.split(' ').next().unwrap_or_default();
-        match code {
-            "LOCKED" => Outcome::Locked,
-            "COMPLETED" => Outcome::Completed,
-            "NOTLOCKED" => Outcome::NotLocked,
-            "BADKEY" => Outcome::BadKey,
-            "MISMATCH" => Outcome::Mismatch,
-            "IOERR" => Outcome::IoErr,
-            "TRYAGAIN" => Outcome::TryAgain,
-            "NOAUTH" => Outcome::Rejected,
-            _ => Outcome::Err,
+    /// What a lock operation's outcome counts as.
+    pub fn of(outcome: &crate::table::Outcome) -> Outcome {
+        match outcome {
+            crate::table::Outcome::Parked => Outcome::Queued,
+            crate::table::Outcome::Refused { error, .. } => Outcome::of_error(*error),
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// What a lock command's error counts as, by its code.
+    pub fn of_error(error: Error) -> Outcome {
+        match error {
+            Error::Locked | Error::QueueFull => Outcome::Locked,
+            Error::Completed => Outcome::Completed,
+            Error::NotLocked => Outcome::NotLocked,
+            Error::BadKey => Outcome::BadKey,
+            Error::Mismatch => Outcome::Mismatch,
+            Error::LogFailed => Outcome::IoErr,
+            Error::ChaosRefused => Outcome::TryAgain,
+            Error::EmptyId
+            | Error::IdTooLong
+            | Error::Syntax
+            | Error::ResultTooLarge
+            | Error::FingerprintTooLong
+            | Error::LockExpire
+            | Error::RenewExpire
+            | Error::WaitTimeout => Outcome::Err,
+        }
+    }
+
+    /// What a connection or server command's reply counts as: any error is [`Outcome::Err`].
+    pub fn of_reply(reply: &Reply) -> Outcome {
+        if reply.is_error() {
+            Outcome::Err
+        } else {
+            Outcome::Ok
         }
     }
 
@@ -175,18 +193,20 @@ mod tests {
 
     #[test]
     fn outcomes_follow_error_codes() {
-        assert_eq!(Outcome::of(&Reply::Ok), Outcome::Ok);
-        assert_eq!(Outcome::of(&Reply::Parked), Outcome::Queued);
+        use crate::table::Outcome as Op;
+        assert_eq!(Outcome::of(&Op::Done), Outcome::Ok);
+        assert_eq!(Outcome::of(&Op::Parked), Outcome::Queued);
+        assert_eq!(Outcome::of(&Error::Locked.into()), Outcome::Locked);
+        assert_eq!(Outcome::of(&Error::QueueFull.into()), Outcome::Locked);
+        assert_eq!(Outcome::of(&Error::Mismatch.into()), Outcome::Mismatch);
+        assert_eq!(Outcome::of_error(Error::LogFailed), Outcome::IoErr);
+        assert_eq!(Outcome::of_error(Error::ChaosRefused), Outcome::TryAgain);
+        assert_eq!(Outcome::of_error(Error::Syntax), Outcome::Err);
+        assert_eq!(Outcome::of_reply(&Reply::Ok), Outcome::Ok);
         assert_eq!(
-            Outcome::of(&crate::command::errors::LOCKED),
-            Outcome::Locked
+            Outcome::of_reply(&Reply::error("WRONGPASS x")),
+            Outcome::Err
         );
-        assert_eq!(
-            Outcome::of(&crate::command::errors::MISMATCH),
-            Outcome::Mismatch
-        );
-        assert_eq!(Outcome::of(&Reply::error("ERR syntax error")), Outcome::Err);
-        assert_eq!(Outcome::of(&Reply::error("WRONGPASS x")), Outcome::Err);
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(o.index(), i);
         }

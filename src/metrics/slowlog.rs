@@ -18,8 +18,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::command::{Command, CommandKind};
+use crate::command::{CommandKind, kind_of};
 use crate::protocol::Args;
+use crate::table::Op;
 
 /// Longest argument shown, in bytes.
 pub const MAX_ARG_BYTES: usize = 128;
@@ -148,13 +149,13 @@ pub struct Capture {
 
 impl Capture {
     /// Notes what `cmd` looks like.
-    pub fn of(cmd: &Command) -> Capture {
+    pub fn of(cmd: &Op) -> Capture {
         let id_full = cmd.id();
         let id_shown = id_full.len().min(MAX_ARG_BYTES);
         let mut id = [0u8; MAX_ARG_BYTES];
         id[..id_shown].copy_from_slice(&id_full[..id_shown]);
         let mut c = Capture {
-            kind: cmd.kind(),
+            kind: kind_of(cmd),
             id,
             id_shown,
             id_len: id_full.len(),
@@ -165,15 +166,15 @@ impl Capture {
             with_fence: false,
         };
         match cmd {
-            Command::Lock(l) => {
+            Op::Lock(l) => {
                 c.lease_ms = l.lease_ms;
                 c.wait_ms = l.wait_ms;
                 c.fingerprint_len = l.fingerprint.as_ref().map(|f| f.len());
                 c.with_fence = l.with_fence;
             }
-            Command::Complete(x) => c.result_len = x.result.as_ref().map(|r| r.len()),
-            Command::Renew(r) => c.lease_ms = Some(r.lease_ms),
-            Command::Unlock(_) | Command::Status(_) => {}
+            Op::Complete(x) => c.result_len = x.result.as_ref().map(|r| r.len()),
+            Op::Renew(r) => c.lease_ms = Some(r.lease_ms),
+            Op::Unlock(_) | Op::Status(_) => {}
         }
         c
     }
@@ -218,7 +219,7 @@ impl Capture {
 mod tests {
     use super::*;
     use crate::command::test_support::OwnedArgs;
-    use crate::command::{Lock, Unlock};
+    use crate::table::{Lock, Unlock};
 
     fn texts(args: &[Bytes]) -> Vec<String> {
         args.iter()
@@ -255,7 +256,7 @@ mod tests {
 
     #[test]
     fn lock_commands_never_show_the_key() {
-        let cmd = Command::Unlock(Unlock {
+        let cmd = Op::Unlock(Unlock {
             id: b"job-1"[..].into(),
             key: Some([7; 16]),
         });
@@ -266,7 +267,7 @@ mod tests {
         let mut lock = Lock::new(vec![b'i'; 300].into());
         lock.lease_ms = Some(30_000);
         lock.with_fence = true;
-        let shown = Capture::of(&Command::Lock(lock)).args();
+        let shown = Capture::of(&Op::Lock(lock)).args();
         assert_eq!(shown[1].len(), 128 + "... (172 more bytes)".len());
         assert_eq!(texts(&shown[2..]), ["PX", "30000", "WITHFENCE"]);
     }

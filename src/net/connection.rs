@@ -88,10 +88,22 @@ impl Input {
     }
 }
 
+/// What a reply slot holds.
+#[derive(Debug)]
+enum Content {
+    /// The reply will come later (from another shard, or a LOCK ... WAIT).
+    Pending,
+    /// The reply, ready to encode.
+    Ready(Reply),
+    /// Close the connection here, after the replies before it, without sending anything from
+    /// this slot on (chaos mode's lost reply, SHUTDOWN).
+    Hangup,
+}
+
 /// One reply slot.
 #[derive(Debug)]
 struct Slot {
-    reply: Option<Reply>,
+    content: Content,
     /// The protocol in force when the request was read, so a later HELLO does not change how
     /// earlier replies are encoded.
     protocol: Protocol,
@@ -112,7 +124,7 @@ pub struct Output {
     unflushed: bool,
     /// `--client-output-buffer-limit` in bytes; 0 means none.
     limit: usize,
-    /// A [`Reply::Hangup`] reached the front: nothing more is sent, the connection closes.
+    /// A hang-up reached the front: nothing more is sent, the connection closes.
     hung_up: bool,
 }
 
@@ -129,8 +141,17 @@ impl Output {
     pub fn push_ready(&mut self, reply: Reply, protocol: Protocol) {
         self.queued_bytes += approx_len(&reply);
         self.slots.push_back(Slot {
-            reply: Some(reply),
+            content: Content::Ready(reply),
             protocol,
+        });
+    }
+
+    /// Queues a hang-up: the connection closes once the replies before it are written, and
+    /// nothing after it is sent.
+    pub fn push_hangup(&mut self) {
+        self.slots.push_back(Slot {
+            content: Content::Hangup,
+            protocol: Protocol::Resp2,
         });
     }
 
@@ -143,7 +164,7 @@ impl Output {
     pub fn push_pending(&mut self, protocol: Protocol) -> u64 {
         let seq = self.head_seq + self.slots.len() as u64;
         self.slots.push_back(Slot {
-            reply: None,
+            content: Content::Pending,
             protocol,
         });
         seq
@@ -151,13 +172,27 @@ impl Output {
 
     /// Fills the pending slot `seq`. Returns false if there is no such pending slot.
     pub fn fill(&mut self, seq: u64, reply: Reply) -> bool {
+        let len = approx_len(&reply);
+        let filled = self.fill_with(seq, Content::Ready(reply));
+        if filled {
+            self.queued_bytes += len;
+        }
+        filled
+    }
+
+    /// Puts a hang-up in the pending slot `seq` (its reply is lost on purpose). Returns false
+    /// if there is no such pending slot.
+    pub fn fill_hangup(&mut self, seq: u64) -> bool {
+        self.fill_with(seq, Content::Hangup)
+    }
+
+    fn fill_with(&mut self, seq: u64, content: Content) -> bool {
         let Some(index) = seq.checked_sub(self.head_seq) else {
             return false;
         };
         match self.slots.get_mut(index as usize) {
-            Some(slot) if slot.reply.is_none() => {
-                self.queued_bytes += approx_len(&reply);
-                slot.reply = Some(reply);
+            Some(slot) if matches!(slot.content, Content::Pending) => {
+                slot.content = content;
                 true
             }
             _ => false,
@@ -169,24 +204,30 @@ impl Output {
         if let Some(index) = seq.checked_sub(self.head_seq)
             && let Some(slot) = self.slots.get_mut(index as usize)
         {
-            let old = slot.reply.as_ref().map_or(0, approx_len);
+            let old = match &slot.content {
+                Content::Ready(old) => approx_len(old),
+                Content::Pending | Content::Hangup => 0,
+            };
             self.queued_bytes = self.queued_bytes.saturating_sub(old) + approx_len(&reply);
-            slot.reply = Some(reply);
+            slot.content = Content::Ready(reply);
         }
     }
 
-    /// Encodes the filled prefix of the slot queue into the output buffer. A
-    /// [`Reply::Hangup`] ends it: that slot and every later one are dropped unsent, and
-    /// [`Output::hung_up`] turns true.
+    /// Encodes the filled prefix of the slot queue into the output buffer. A hang-up ends
+    /// it: that slot and every later one are dropped unsent, and [`Output::hung_up`] turns
+    /// true.
     pub fn encode_ready(&mut self) {
         while let Some(slot) = self.slots.front() {
-            let Some(reply) = &slot.reply else { break };
-            if matches!(reply, Reply::Hangup) {
-                self.hung_up = true;
-                self.head_seq += self.slots.len() as u64;
-                self.slots.clear();
-                break;
-            }
+            let reply = match &slot.content {
+                Content::Pending => break,
+                Content::Ready(reply) => reply,
+                Content::Hangup => {
+                    self.hung_up = true;
+                    self.head_seq += self.slots.len() as u64;
+                    self.slots.clear();
+                    break;
+                }
+            };
             self.queued_bytes = self.queued_bytes.saturating_sub(approx_len(reply));
             reply.encode(slot.protocol, &mut self.buf);
             self.slots.pop_front();
@@ -247,10 +288,12 @@ impl Output {
 
     /// Whether a slot waits for a reply from elsewhere (another shard, a LOCK ... WAIT).
     pub fn awaits_reply(&self) -> bool {
-        self.slots.iter().any(|s| s.reply.is_none())
+        self.slots
+            .iter()
+            .any(|s| matches!(s.content, Content::Pending))
     }
 
-    /// Whether a [`Reply::Hangup`] was reached: the connection must close once the bytes
+    /// Whether a hang-up was reached: the connection must close once the bytes
     /// before it are written.
     pub fn hung_up(&self) -> bool {
         self.hung_up
@@ -360,7 +403,7 @@ mod tests {
         let a = out.push_pending(Protocol::Resp2);
         out.push_ready(Reply::Integer(3), Protocol::Resp2);
         let b = out.push_pending(Protocol::Resp2);
-        assert!(out.fill(a, Reply::Hangup));
+        assert!(out.fill_hangup(a));
         out.encode_ready();
         assert_eq!(out.buf, b":1\r\n");
         assert!(out.hung_up());

@@ -6,5 +6,5 @@
 pub mod reply;
 pub mod request;
 
-pub use reply::{KeyBytes, Protocol, Reply};
+pub use reply::{Protocol, Reply};
 pub use request::{Args, Decoded, Limits, ProtocolError, RequestDecoder};

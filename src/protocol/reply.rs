@@ -10,6 +10,8 @@ use std::io::Write;
 
 use bytes::Bytes;
 
+use crate::types::{Error, KeyBytes, hex_key};
+
 /// The RESP version a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Protocol {
@@ -19,9 +21,6 @@ pub enum Protocol {
     /// RESP3, after `HELLO 3`.
     Resp3,
 }
-
-/// A 128-bit lock key.
-pub type KeyBytes = [u8; 16];
 
 /// One reply to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,12 +47,12 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// A verbatim text string in RESP3 (`=`, format `txt`); a bulk string in RESP2.
     Verbatim(String),
-    /// Not a wire reply: the command is waiting (LOCK ... WAIT) and its reply will come later.
-    /// It never reaches a client; encoding it writes nothing.
-    Parked,
-    /// Not a wire reply: close the connection here, after the replies before it, without
-    /// sending this one or any after it (chaos mode's lost reply). Encoding it writes nothing.
-    Hangup,
+}
+
+impl From<Error> for Reply {
+    fn from(error: Error) -> Reply {
+        Reply::error(error.text())
+    }
 }
 
 impl Reply {
@@ -115,8 +114,6 @@ impl Reply {
                     v.encode(proto, out);
                 }
             }
-            Reply::Parked => debug_assert!(false, "a parked reply was encoded"),
-            Reply::Hangup => {}
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => bulk(out, b'$', text.as_bytes()),
                 Protocol::Resp3 => {
@@ -128,32 +125,6 @@ impl Reply {
             },
         }
     }
-}
-
-/// A key as 32 lowercase hex characters.
-pub fn hex_key(key: &KeyBytes) -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (i, b) in key.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-    }
-    out
-}
-
-/// Parses a key from its 32-character hex form (either case). `None` if malformed: such a key
-/// can never match a lock.
-pub fn parse_key(text: &[u8]) -> Option<KeyBytes> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut key = [0u8; 16];
-    for (i, pair) in text.chunks_exact(2).enumerate() {
-        let hi = char::from(pair[0]).to_digit(16)?;
-        let lo = char::from(pair[1]).to_digit(16)?;
-        key[i] = (hi * 16 + lo) as u8;
-    }
-    Some(key)
 }
 
 fn line(out: &mut Vec<u8>, kind: u8, text: &[u8]) {
@@ -223,15 +194,5 @@ mod tests {
         let v = Reply::Verbatim("a:1".into());
         assert_eq!(enc(&v, Protocol::Resp2), b"$3\r\na:1\r\n");
         assert_eq!(enc(&v, Protocol::Resp3), b"=7\r\ntxt:a:1\r\n");
-    }
-
-    #[test]
-    fn key_hex_round_trip() {
-        let key: KeyBytes = *b"\x00\x01\x7f\x80\xff0123456789a";
-        let hex = hex_key(&key);
-        assert_eq!(parse_key(&hex), Some(key));
-        assert_eq!(parse_key(&hex.to_ascii_uppercase()), Some(key));
-        assert_eq!(parse_key(b"zz"), None);
-        assert_eq!(parse_key(&[b'g'; 32]), None);
     }
 }

@@ -27,18 +27,16 @@ use slab::Slab;
 use tracing::debug;
 
 use crate::clock::Clock;
-use crate::command::{ApplyCtx, Command, Unlock};
 use crate::config::AppendFsync;
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
-use crate::log::LogRecord;
 use crate::log::ShardLog;
 use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
-use crate::protocol::{KeyBytes, Reply, RequestDecoder};
-use crate::shard::mesh::{ConnRef, Endpoint, Message, ReplyFn};
-use crate::shard::table::{Delivery, Id, LockTable};
-use crate::shard::{Origin, ShardId, shard_for};
+use crate::protocol::RequestDecoder;
+use crate::shard::mesh::{Answer, Endpoint, Message, ReplyFn};
+use crate::table::{ApplyCtx, Delivery, LockTable, Op, Outcome, Unlock};
+use crate::types::{ConnRef, Error, Id, KeyBytes, LogRecord, Origin, ShardId, shard_for};
 
 mod client_limits;
 mod drain;
@@ -80,16 +78,13 @@ enum Ack {
     External { index: usize },
 }
 
-/// The reply to a change the log could not store, and to every reply that may have seen it.
-/// The change was taken back in memory; if its bytes reached the disk anyway and the server
-/// crashes before the log is rewritten, recovery may still bring it back, so the outcome is
-/// unknown, as after a lost reply.
-const IOERR: Reply = Reply::error(
-    "IOERR the log could not be written: the change was taken back, but its outcome is unknown until the log is rewritten",
-);
-
-/// A reply to an outside caller, and the grant it carries (released if the caller has gone).
-type ExternalReply = (ReplyFn, Reply, Option<(Id, KeyBytes)>);
+/// An answer to an outside caller, and the grant it carries (released if the caller has gone).
+///
+/// A change the log could not store is answered [`Error::LogFailed`], and so is every reply
+/// that may have seen it. The change was taken back in memory; if its bytes reached the disk
+/// anyway and the server crashes before the log is rewritten, recovery may still bring it
+/// back, so the outcome is unknown, as after a lost reply.
+type ExternalReply = (ReplyFn, Answer, Option<(Id, KeyBytes)>);
 
 /// The parts of a shard that commands touch, apart from the connections.
 struct Core {
@@ -281,8 +276,8 @@ impl<C: Clock> Shard<C> {
 
             self.publish_stats();
             stalled = self.core.mesh.flush();
-            for (done, reply, grant) in self.core.external_replies.drain(..) {
-                if !done(reply)
+            for (done, answer, grant) in self.core.external_replies.drain(..) {
+                if !done(answer)
                     && let Some(grant) = grant
                 {
                     self.core.orphaned.push(grant);
@@ -453,17 +448,17 @@ impl Core {
         (table, apply)
     }
 
-    /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the reply
-    /// and whether it depends on changes not yet in the log: the command's own, or any earlier
-    /// one of this iteration that it may have seen (a refusal, a STATUS). Such a reply must not
-    /// leave if the log cannot take this iteration's records.
-    fn apply_local(&mut self, cmd: Command, origin: Origin) -> (Reply, bool) {
+    /// Runs a lock command whose id this shard owns, on behalf of `origin`. Returns the
+    /// outcome and whether it depends on changes not yet in the log: the command's own, or any
+    /// earlier one of this iteration that it may have seen (a refusal, a STATUS). Such an
+    /// answer must not leave if the log cannot take this iteration's records.
+    fn apply_local(&mut self, cmd: Op, origin: Origin) -> (Outcome, bool) {
         if cmd.is_write() && self.log.is_failed() {
-            return (IOERR, false);
+            return (Error::LogFailed.into(), false);
         }
         let (table, mut ctx) = self.table_and_ctx(origin);
-        let reply = cmd.apply(table, &mut ctx);
-        (reply, !self.records.is_empty())
+        let outcome = table.apply(cmd, &mut ctx);
+        (outcome, !self.records.is_empty())
     }
 
     /// Frees expired leases, reaps old completions and times out waiters, a slice at a time
@@ -486,7 +481,7 @@ impl Core {
 
     /// Releases a lock that was granted to a waiter who had gone by the time it came.
     fn release_orphan(&mut self, id: Id, key: KeyBytes) {
-        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
+        let cmd = Op::Unlock(Unlock { id, key: Some(key) });
         let owner = shard_for(cmd.id(), self.shards);
         if owner == self.id {
             let _ = self.apply_local(cmd, Origin::Nobody);

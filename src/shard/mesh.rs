@@ -16,21 +16,20 @@ use std::sync::mpsc;
 
 use mio::Waker;
 
-use crate::command::Command;
-use crate::protocol::{KeyBytes, Reply};
-use crate::shard::ShardId;
-use crate::shard::table::Id;
+use crate::table::{Op, Outcome};
+use crate::types::{ConnRef, Id, KeyBytes, ShardId};
 
 /// Capacity of each shard-to-shard ring, in batches.
 const RING_BATCHES: usize = 1024;
 
-/// Names a connection on its owning shard, safely across slot reuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnRef {
-    /// The connection's slab index on its shard.
-    pub slot: u32,
-    /// The connection's unique id (CLIENT ID); a reply for a closed connection is dropped.
-    pub conn_id: u64,
+/// The answer to a lock command run for someone else: its outcome, or the order to drop the
+/// reply and close the connection (chaos mode's lost reply).
+#[derive(Debug)]
+pub enum Answer {
+    /// What the command came to.
+    Outcome(Outcome),
+    /// The command ran, but its caller gets no reply: the connection is closed instead.
+    Hangup,
 }
 
 /// One message between shards.
@@ -43,7 +42,7 @@ pub enum Message {
         /// The reply slot it waits in.
         seq: u64,
         /// The command.
-        cmd: Command,
+        cmd: Op,
     },
     /// The reply to a request this shard sent earlier.
     Reply {
@@ -51,8 +50,8 @@ pub enum Message {
         conn: ConnRef,
         /// The reply slot to fill.
         seq: u64,
-        /// The reply.
-        reply: Reply,
+        /// The answer.
+        answer: Answer,
         /// For a lock granted to a waiter: its id and key, so that if the connection has gone
         /// meanwhile the receiver can release the lock instead of leaving it held by nobody.
         grant: Option<Box<(Id, KeyBytes)>>,
@@ -62,10 +61,10 @@ pub enum Message {
 /// Messages from one shard to another, gathered during one loop iteration.
 pub type Batch = Vec<Message>;
 
-/// A callback that receives the reply to a command sent from outside the shards. It returns
+/// A callback that receives the answer to a command sent from outside the shards. It returns
 /// whether the caller was still there to take it: a lock granted to a caller that has gone is
 /// released again.
-pub type ReplyFn = Box<dyn FnOnce(Reply) -> bool + Send>;
+pub type ReplyFn = Box<dyn FnOnce(Answer) -> bool + Send>;
 
 /// Work handed to a shard by another thread.
 pub enum External {
@@ -74,8 +73,8 @@ pub enum External {
     /// A lock command from outside the shards (HTTP); `done` gets its reply.
     Command {
         /// The command; its id belongs to the receiving shard.
-        cmd: Command,
-        /// Called with the reply, on the shard thread.
+        cmd: Op,
+        /// Called with the answer, on the shard thread.
         done: ReplyFn,
     },
     /// Finish this loop iteration, make the log durable, close connections and stop.
@@ -154,13 +153,13 @@ impl Endpoint {
         self.outbox.get(to).map_or(0, Vec::len)
     }
 
-    /// Replaces the reply of the queued message `index` for shard `to` (a reply that must not
-    /// go out as it is, because the change behind it could not be logged).
-    pub fn replace_reply(&mut self, to: ShardId, index: usize, new: Reply) {
-        if let Some(Message::Reply { reply, grant, .. }) =
+    /// Replaces the answer of the queued message `index` for shard `to` (an answer that must
+    /// not go out as it is, because the change behind it could not be logged).
+    pub fn replace_answer(&mut self, to: ShardId, index: usize, new: Answer) {
+        if let Some(Message::Reply { answer, grant, .. }) =
             self.outbox.get_mut(to).and_then(|b| b.get_mut(index))
         {
-            *reply = new;
+            *answer = new;
             *grant = None;
         }
     }

@@ -1,94 +1,10 @@
 //! Shards: the lock table partitioned by id, each partition owned by exactly one thread.
 //!
-//! - [`shard_for`] is the one function that maps an id to its shard.
-//! - [`table`] is one shard's slice of the lock table, built from [`entry`] (one stored id in
-//!   48 bytes), [`store`] (the slab of entries and its index by id), [`deadlines`] (when
-//!   entries must go) and [`waits`] (queues of `LOCK ... WAIT` callers).
-//! - [`mesh`] carries commands and replies between shards (an N×N grid of SPSC queues) and
+//! Which shard owns an id is [`crate::types::shard_for`]; the table itself is
+//! [`crate::table`]. Here:
+//! - [`mesh`] carries commands and answers between shards (an N×N grid of SPSC queues) and
 //!   from outside threads into a shard (an MPSC inbox per shard).
 //! - [`event_loop`] is a shard thread: one mio loop over its connections and its mailboxes.
 
-pub mod deadlines;
-pub mod entry;
 pub mod event_loop;
-pub mod index;
 pub mod mesh;
-pub mod store;
-pub mod table;
-pub mod waits;
-
-/// The index of a shard, `0..shards`.
-pub type ShardId = usize;
-
-/// Who is owed the reply to a command that may be answered later (a waiting LOCK).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// A reply slot of a RESP connection on some shard.
-    Conn {
-        /// The shard that owns the connection.
-        shard: ShardId,
-        /// The connection.
-        conn: mesh::ConnRef,
-        /// Its reply slot.
-        seq: u64,
-    },
-    /// An outside caller (HTTP), registered under this number on the owning shard.
-    External(u64),
-    /// Nobody: the command cannot wait (tests, replay).
-    Nobody,
-}
-
-/// Number of hash slots, as in Redis Cluster.
-pub const SLOTS: usize = 16_384;
-
-const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
-
-/// The Redis Cluster hash slot of an id: CRC16 of the id, or of its `{hash tag}` if it has a
-/// non-empty one, modulo 16384. Ids sharing a tag (`{order-7}:email`, `{order-7}:sms`) land on
-/// the same shard, and the mapping is ready for cluster-aware clients later.
-pub fn slot_for(id: &[u8]) -> u16 {
-    let hashed = match id.iter().position(|&b| b == b'{') {
-        Some(open) => match id[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &id[open + 1..open + 1 + len],
-            _ => id,
-        },
-        None => id,
-    };
-    CRC16.checksum(hashed) % SLOTS as u16
-}
-
-/// The shard that owns `id` among `shards` shards: slots are split into contiguous ranges.
-pub fn shard_for(id: &[u8], shards: usize) -> ShardId {
-    if shards <= 1 {
-        return 0;
-    }
-    usize::from(slot_for(id)) * shards / SLOTS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redis_cluster_slots() {
-        // Values from Redis Cluster's specification and `CLUSTER KEYSLOT`.
-        assert_eq!(slot_for(b"123456789"), 0x31C3);
-        assert_eq!(slot_for(b"foo"), 12182);
-        assert_eq!(slot_for(b"{user1000}.following"), slot_for(b"user1000"));
-        assert_eq!(slot_for(b"foo{}{bar}"), slot_for(b"foo{}{bar}"));
-        assert_ne!(slot_for(b"foo{}{bar}"), slot_for(b"bar"));
-    }
-
-    #[test]
-    fn shards_cover_all_and_stay_in_range() {
-        for n in 1..=16 {
-            let mut seen = vec![false; n];
-            for i in 0..10_000u32 {
-                let s = shard_for(&i.to_le_bytes(), n);
-                assert!(s < n);
-                seen[s] = true;
-            }
-            assert!(seen.iter().all(|&x| x), "{n} shards");
-        }
-    }
-}

@@ -67,9 +67,15 @@ impl Session {
 /// `NOAUTH`, Redis's text.
 pub const NOAUTH: Reply = Reply::error("NOAUTH Authentication required.");
 
-/// Runs a connection or server command. Lock commands are not handled here.
-pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerContext) -> Reply {
-    match kind {
+/// Runs a connection or server command. Lock commands are not handled here. `None`: no reply
+/// at all, the connection closes after the replies before it (SHUTDOWN).
+pub fn run(
+    kind: CommandKind,
+    args: &Args<'_>,
+    s: &mut Session,
+    ctx: &ServerContext,
+) -> Option<Reply> {
+    Some(match kind {
         CommandKind::Ping => ping::ping(args, s),
         CommandKind::Echo => Reply::bulk(args.get(1).unwrap_or_default()),
         CommandKind::Hello => hello::hello(args, s, ctx),
@@ -100,7 +106,7 @@ pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerCont
             Reply::Simple("RESET")
         }
         CommandKind::Slowlog => slowlog::slowlog(args, ctx),
-        CommandKind::Shutdown => shutdown::shutdown(args, s, ctx),
+        CommandKind::Shutdown => return shutdown::shutdown(args, s, ctx),
         CommandKind::Lock
         | CommandKind::Unlock
         | CommandKind::Complete
@@ -108,7 +114,7 @@ pub fn run(kind: CommandKind, args: &Args<'_>, s: &mut Session, ctx: &ServerCont
         | CommandKind::Status => {
             Reply::error("ERR internal: lock command dispatched as admin command")
         }
-    }
+    })
 }
 
 /// `ERR unknown subcommand 'x'. Try NAME HELP.`, Redis's text.

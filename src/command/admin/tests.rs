@@ -21,7 +21,7 @@ fn session(ctx: &ServerContext) -> Session {
 
 fn call(kind: CommandKind, parts: &[&[u8]], s: &mut Session, ctx: &ServerContext) -> Reply {
     let args = OwnedArgs::new(parts);
-    run(kind, &args.view(), s, ctx)
+    run(kind, &args.view(), s, ctx).expect("a reply")
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! Record and header encoding: round trips, exact bytes, and rejection of malformed input.
 
-use super::super::codec::{DecodeError, RecordRef, decode_body};
+use super::super::codec::{DecodeError, decode_body};
 use super::super::format::{
     FILE_HEADER_LEN, FORMAT_VERSION, FRAME_HEADER_LEN, FileHeader, HeaderError, MAGIC,
 };
 use super::*;
+use crate::types::RecordRef;
 
 /// Decodes a whole frame, checking its length and checksum fields.
 fn decode_frame(frame: &[u8]) -> LogRecord {

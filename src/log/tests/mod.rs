@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::LogRecord;
 use super::recovery::{Recovered, recover};
 use super::storage::{FaultyStorage, Storage};
 use super::writer::{ShardLog, encode_snapshot};
-use crate::shard::shard_for;
+use crate::types::LogRecord;
+use crate::types::shard_for;
 
 /// The directory every in-memory test uses.
 fn dir() -> PathBuf {

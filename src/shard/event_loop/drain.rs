@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::{Core, Shard};
 use crate::clock::Clock;
 use crate::lifecycle::{DrainState, all_idle};
-use crate::shard::Origin;
+use crate::types::Origin;
 
 impl Core {
     /// Answers every queued waiter `-LOCKED`, as if its wait had run out.
@@ -66,11 +66,11 @@ impl<C: Clock> Shard<C> {
 #[cfg(test)]
 mod tests {
     use crate::command::CommandKind;
-    use crate::command::errors;
     use crate::command::table_tests::Fixture;
-    use crate::protocol::Reply;
-    use crate::shard::Origin;
-    use crate::shard::table::{LockTable, Policy};
+    use crate::command::test_support::PARKED;
+    use crate::table::{LockTable, Policy};
+    use crate::types::Error;
+    use crate::types::Origin;
 
     #[test]
     fn a_shutdown_answers_every_queued_wait_locked() {
@@ -79,7 +79,7 @@ mod tests {
         for n in 0..3 {
             f.origin = Origin::External(n);
             let r = f.run(CommandKind::Lock, &[b"LOCK", b"held", b"WAIT", b"60000"]);
-            assert_eq!(r, Reply::Parked);
+            assert_eq!(r, PARKED);
         }
         assert_eq!(f.table.waiting(), 3);
         let mut table = std::mem::replace(&mut f.table, LockTable::new(Policy::default()));
@@ -90,7 +90,12 @@ mod tests {
         assert_eq!(f.table.next_deadline(), None, "no wait deadline is left");
         let origins: Vec<_> = f.sink.deliveries.iter().map(|d| d.origin).collect();
         assert_eq!(origins.len(), 3);
-        assert!(f.sink.deliveries.iter().all(|d| d.reply == errors::LOCKED));
+        assert!(
+            f.sink
+                .deliveries
+                .iter()
+                .all(|d| d.outcome.error() == Some(Error::Locked))
+        );
         assert!(f.sink.deliveries.iter().all(|d| d.grant.is_none()));
     }
 }

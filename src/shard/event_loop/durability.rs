@@ -7,10 +7,12 @@ use std::time::Duration;
 use slab::Slab;
 use tracing::{error, info, warn};
 
-use super::{Ack, Core, IOERR, REWRITE_ENTRIES_PER_ITERATION};
+use super::{Ack, Core, REWRITE_ENTRIES_PER_ITERATION};
 use crate::config::AppendFsync;
 use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
+use crate::shard::mesh::Answer;
+use crate::types::Error;
 
 impl Core {
     /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
@@ -159,13 +161,16 @@ impl Core {
                     if let Some(c) = conns.get_mut(slot as usize)
                         && c.session.id == conn_id
                     {
-                        c.output.replace(seq, IOERR);
+                        c.output.replace(seq, Error::LogFailed.into());
                     }
                 }
-                Ack::Remote { shard, index } => self.mesh.replace_reply(shard, index, IOERR),
+                Ack::Remote { shard, index } => {
+                    let failed = Answer::Outcome(Error::LogFailed.into());
+                    self.mesh.replace_answer(shard, index, failed);
+                }
                 Ack::External { index } => {
                     if let Some(entry) = self.external_replies.get_mut(index) {
-                        entry.1 = IOERR;
+                        entry.1 = Answer::Outcome(Error::LogFailed.into());
                         entry.2 = None;
                     }
                 }

@@ -11,8 +11,8 @@
 //!
 //! Chaos mode (`--chaos-rate P`) lives here too, so RESP and HTTP share it: for a fraction P
 //! of write commands, half are refused before they run (`-TRYAGAIN`) and half run and then
-//! lose their reply ([`Reply::Hangup`]: the RESP connection, or the HTTP connection, is closed
-//! without it). Each shard draws from its own small generator, seeded from the OS or from
+//! lose their reply ([`Answer::Hangup`]: the RESP connection, or the HTTP connection, is
+//! closed without it). Each shard draws from its own small generator, seeded from the OS or from
 //! `--chaos-seed` plus the shard's number. A queued `LOCK ... WAIT` is never dropped.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,17 +22,14 @@ use rand::rngs::{SmallRng, SysRng};
 use rand::{RngExt, SeedableRng};
 
 use super::Core;
-use crate::command::Command;
 use crate::command::admin::Session;
-use crate::metrics::commands::Outcome;
+use crate::command::kind_of;
+use crate::metrics::commands::Outcome as Counted;
 use crate::metrics::histogram::bump_owned;
 use crate::metrics::slowlog::{Capture, SlowEntry};
-use crate::protocol::Reply;
-use crate::shard::{Origin, ShardId};
-
-/// The reply to a write chaos mode refuses before running it.
-pub(super) const TRYAGAIN: Reply =
-    Reply::error("TRYAGAIN chaos mode refused this request before running it; retry it");
+use crate::shard::mesh::Answer;
+use crate::table::{Op, Outcome};
+use crate::types::{Error, Origin, ShardId};
 
 /// Who sent a command, as the slow log names them.
 #[derive(Clone, Copy)]
@@ -89,12 +86,12 @@ impl Core {
     /// timing, the outcome count and the slow log around it.
     pub(super) fn run_observed(
         &mut self,
-        mut cmd: Command,
+        mut cmd: Op,
         origin: Origin,
         client: Client<'_>,
-    ) -> (Reply, bool) {
-        let row = cmd.kind().index();
-        if let Command::Lock(lock) = &mut cmd
+    ) -> (Answer, bool) {
+        let row = kind_of(&cmd).index();
+        if let Op::Lock(lock) = &mut cmd
             && lock.wait_ms.is_some()
             && self.ctx.lifecycle.is_stopping()
         {
@@ -109,20 +106,20 @@ impl Core {
         if mischief == Some(Mischief::Refuse) {
             let stats = &self.ctx.shards[self.id];
             bump_owned(&stats.chaos_refused, 1);
-            stats.commands.count(row, Outcome::TryAgain);
-            return (TRYAGAIN, false);
+            stats.commands.count(row, Counted::TryAgain);
+            return (Answer::Outcome(Error::ChaosRefused.into()), false);
         }
         let capture = (self.ctx.config.slowlog_log_slower_than >= 0).then(|| Capture::of(&cmd));
-        let (reply, unlogged) = self.apply_local(cmd, origin);
+        let (outcome, unlogged) = self.apply_local(cmd, origin);
         let elapsed = self.lap();
-        self.observe(row, Outcome::of(&reply), elapsed, client, || {
+        self.observe(row, Counted::of(&outcome), elapsed, client, || {
             capture.map(|c| c.args()).unwrap_or_default()
         });
-        if mischief == Some(Mischief::Drop) && !matches!(reply, Reply::Parked) {
+        if mischief == Some(Mischief::Drop) && !matches!(outcome, Outcome::Parked) {
             bump_owned(&self.ctx.shards[self.id].chaos_dropped, 1);
-            return (Reply::Hangup, unlogged);
+            return (Answer::Hangup, unlogged);
         }
-        (reply, unlogged)
+        (Answer::Outcome(outcome), unlogged)
     }
 
     /// Starts timing a batch of commands.
@@ -144,7 +141,7 @@ impl Core {
     pub(super) fn observe(
         &self,
         row: usize,
-        outcome: Outcome,
+        outcome: Counted,
         elapsed: Duration,
         client: Client<'_>,
         args: impl FnOnce() -> Vec<Bytes>,

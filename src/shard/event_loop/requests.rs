@@ -6,12 +6,12 @@ use tracing::debug;
 
 use super::{Ack, Client, Core};
 use crate::command::admin::{self, NOAUTH, Session};
-use crate::command::{Command, lookup, unknown_command, wrong_arity};
+use crate::command::{self, lookup, unknown_command, wrong_arity};
 use crate::metrics::commands::{Outcome, UNKNOWN};
 use crate::net::connection::Connection;
 use crate::protocol::{Args, Decoded, Reply, RequestDecoder};
-use crate::shard::mesh::{ConnRef, Message};
-use crate::shard::{Origin, shard_for};
+use crate::shard::mesh::{Answer, Message};
+use crate::types::{ConnRef, Origin, shard_for};
 
 impl Core {
     /// Runs one decoded request from a connection of this shard.
@@ -35,7 +35,7 @@ impl Core {
             conn.push(NOAUTH, protocol);
             return;
         }
-        match Command::parse(spec.kind, args, &self.ctx.limits) {
+        match command::parse(spec, args, &self.ctx.limits) {
             Some(Ok(cmd)) => {
                 let owner = shard_for(cmd.id(), self.shards);
                 if owner == self.id {
@@ -45,11 +45,20 @@ impl Core {
                         conn: cref,
                         seq,
                     };
-                    match self.run_observed(cmd, origin, Client::Session(conn.session)) {
-                        (Reply::Parked, _) => {
+                    let (answer, unlogged) =
+                        self.run_observed(cmd, origin, Client::Session(conn.session));
+                    let reply = match answer {
+                        Answer::Outcome(outcome) => command::reply(outcome),
+                        Answer::Hangup => {
+                            conn.output.push_hangup();
+                            return;
+                        }
+                    };
+                    match reply {
+                        None => {
                             conn.output.push_pending(protocol);
                         }
-                        (reply, unlogged) => {
+                        Some(reply) => {
                             conn.push(reply, protocol);
                             if unlogged {
                                 self.acks.push(Ack::Local {
@@ -73,24 +82,29 @@ impl Core {
                     );
                 }
             }
-            Some(Err(reply)) => {
+            Some(Err(error)) => {
                 let stats = &self.ctx.shards[self.id].commands;
-                stats.count(spec.kind.index(), Outcome::of(&reply));
-                conn.push(reply, protocol);
+                stats.count(spec.kind.index(), Outcome::of_error(error));
+                conn.push(error.into(), protocol);
             }
             None => {
                 let reply = admin::run(spec.kind, args, conn.session, &self.ctx);
                 let kind = Some(spec.kind);
                 let elapsed = self.lap();
+                let outcome = reply.as_ref().map_or(Outcome::Ok, Outcome::of_reply);
                 self.observe(
                     spec.kind.index(),
-                    Outcome::of(&reply),
+                    outcome,
                     elapsed,
                     Client::Session(conn.session),
                     || crate::metrics::slowlog::from_args(kind, args),
                 );
-                // HELLO answers in the protocol it selects.
-                conn.push(reply, conn.session.protocol);
+                match reply {
+                    // HELLO answers in the protocol it selects.
+                    Some(reply) => conn.push(reply, conn.session.protocol),
+                    // SHUTDOWN: no reply, the connection closes.
+                    None => conn.output.push_hangup(),
+                }
             }
         }
     }

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 
 use super::{Ack, Client, Shard};
 use crate::clock::Clock;
-use crate::command::{Command, Unlock};
-use crate::protocol::Reply;
-use crate::shard::Origin;
-use crate::shard::mesh::{ConnRef, External, Message};
+use crate::command;
+use crate::shard::mesh::{Answer, External, Message};
+use crate::table::{Op, Outcome, Unlock};
+use crate::types::{ConnRef, Origin};
 
 impl<C: Clock> Shard<C> {
     pub(super) fn take_external(&mut self) {
@@ -29,17 +29,17 @@ impl<C: Clock> Shard<C> {
                 External::Shutdown => self.stopping = true,
                 External::Command { cmd, done } => {
                     let slot = self.core.parked_external.vacant_key() as u64;
-                    let (reply, unlogged) =
+                    let (answer, unlogged) =
                         self.core
                             .run_observed(cmd, Origin::External(slot), Client::Http);
-                    if matches!(reply, Reply::Parked) {
+                    if matches!(answer, Answer::Outcome(Outcome::Parked)) {
                         self.core.parked_external.insert(done);
                     } else {
                         if unlogged {
                             let index = self.core.external_replies.len();
                             self.core.acks.push(Ack::External { index });
                         }
-                        self.core.external_replies.push((done, reply, None));
+                        self.core.external_replies.push((done, answer, None));
                     }
                 }
             }
@@ -60,9 +60,9 @@ impl<C: Clock> Shard<C> {
                         conn,
                         seq,
                     };
-                    let (reply, unlogged) =
+                    let (answer, unlogged) =
                         self.core.run_observed(cmd, origin, Client::Shard(from));
-                    if !matches!(reply, Reply::Parked) {
+                    if !matches!(answer, Answer::Outcome(Outcome::Parked)) {
                         if unlogged {
                             let index = self.core.mesh.queued(from);
                             self.core.acks.push(Ack::Remote { shard: from, index });
@@ -70,7 +70,7 @@ impl<C: Clock> Shard<C> {
                         let msg = Message::Reply {
                             conn,
                             seq,
-                            reply,
+                            answer,
                             grant: None,
                         };
                         self.core.mesh.push(from, msg);
@@ -79,15 +79,15 @@ impl<C: Clock> Shard<C> {
                 Message::Reply {
                     conn,
                     seq,
-                    reply,
+                    answer,
                     grant,
                 } => {
-                    if !self.fill(conn, seq, reply)
+                    if !self.fill(conn, seq, answer)
                         && let Some(grant) = grant
                     {
                         // The waiter's connection has gone: give the lock back to its owner.
                         let (id, key) = *grant;
-                        let cmd = Command::Unlock(Unlock { id, key: Some(key) });
+                        let cmd = Op::Unlock(Unlock { id, key: Some(key) });
                         let msg = Message::Request { conn, seq, cmd };
                         self.core.mesh.push(from, msg);
                     }
@@ -97,12 +97,17 @@ impl<C: Clock> Shard<C> {
         self.incoming = incoming;
     }
 
-    /// Fills a reply slot of one of this shard's connections. Returns false if the connection
-    /// has gone (or the slot is not pending).
-    fn fill(&mut self, conn: ConnRef, seq: u64, reply: Reply) -> bool {
+    /// Fills a reply slot of one of this shard's connections with the reply to `answer`.
+    /// Returns false if the connection has gone (or the slot is not pending).
+    fn fill(&mut self, conn: ConnRef, seq: u64, answer: Answer) -> bool {
         let idx = conn.slot as usize;
         let filled = match self.conns.get_mut(idx) {
-            Some(c) if c.session.id == conn.conn_id => c.output.fill(seq, reply),
+            Some(c) if c.session.id == conn.conn_id => match answer {
+                Answer::Outcome(outcome) => {
+                    command::reply(outcome).is_some_and(|reply| c.output.fill(seq, reply))
+                }
+                Answer::Hangup => c.output.fill_hangup(seq),
+            },
             _ => false,
         };
         if filled {
@@ -117,7 +122,7 @@ impl<C: Clock> Shard<C> {
             for d in std::mem::take(&mut self.core.deliveries) {
                 match d.origin {
                     Origin::Conn { shard, conn, seq } if shard == self.core.id => {
-                        if self.fill(conn, seq, d.reply) {
+                        if self.fill(conn, seq, Answer::Outcome(d.outcome)) {
                             self.core.acks.push(Ack::Local {
                                 slot: conn.slot,
                                 conn_id: conn.conn_id,
@@ -133,7 +138,7 @@ impl<C: Clock> Shard<C> {
                         let msg = Message::Reply {
                             conn,
                             seq,
-                            reply: d.reply,
+                            answer: Answer::Outcome(d.outcome),
                             grant: d.grant.map(Box::new),
                         };
                         self.core.mesh.push(shard, msg);
@@ -142,7 +147,8 @@ impl<C: Clock> Shard<C> {
                         if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
                             let index = self.core.external_replies.len();
                             self.core.acks.push(Ack::External { index });
-                            self.core.external_replies.push((done, d.reply, d.grant));
+                            let answer = Answer::Outcome(d.outcome);
+                            self.core.external_replies.push((done, answer, d.grant));
                         }
                     }
                     Origin::Nobody => {

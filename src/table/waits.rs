@@ -12,8 +12,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use ahash::RandomState;
 use hashbrown::HashMap;
 
-use crate::shard::Origin;
-use crate::shard::table::Id;
+use crate::types::Id;
+use crate::types::Origin;
 
 /// A LOCK ... WAIT queued for a locked id.
 #[derive(Debug)]
@@ -110,9 +110,10 @@ impl Waits {
         self.deadlines.peek().map(|Reverse((d, _, _))| *d)
     }
 
-    /// Takes out the waiter whose deadline is the earliest, if that is at most `now`, and
-    /// whether there was such a deadline at all (a stale one yields no waiter).
-    pub fn pop_due(&mut self, now: u64) -> Option<Option<Waiter>> {
+    /// Takes out the waiter whose deadline is the earliest, if that is at most `now`, with the
+    /// id it waited for, and whether there was such a deadline at all (a stale one yields no
+    /// waiter).
+    pub fn pop_due(&mut self, now: u64) -> Option<Option<(Id, Waiter)>> {
         if self.next_deadline().is_none_or(|d| d > now) {
             return None;
         }
@@ -128,7 +129,7 @@ impl Waits {
             self.queues.remove(&id);
         }
         self.len -= usize::from(waiter.is_some());
-        Some(waiter)
+        Some(waiter.map(|w| (id, w)))
     }
 
     /// Drops stale deadline pairs when they outnumber the live ones.
@@ -202,7 +203,7 @@ mod tests {
         w.push(b"b", waiter(20), 8);
         assert_eq!(w.next_deadline(), Some(10));
         assert!(w.pop_due(9).is_none());
-        let first = w.pop_due(10).flatten().map(|x| x.deadline_ms);
+        let first = w.pop_due(10).flatten().map(|(_, x)| x.deadline_ms);
         assert_eq!(first, Some(10));
         assert_eq!(w.count(b"a"), 1);
         let all: Vec<u64> = w

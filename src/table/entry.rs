@@ -10,8 +10,8 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use thin_vec::ThinVec;
 
-use crate::log::codec::RecordRef;
-use crate::protocol::KeyBytes;
+use crate::types::KeyBytes;
+use crate::types::RecordRef;
 
 /// Ids up to this many bytes are stored inside the entry; longer ones on the heap.
 pub const INLINE_ID: usize = 14;
@@ -221,7 +221,7 @@ impl<'a> View<'a> {
         View { entry, extra, at }
     }
 
-    /// Where the entry is, for [`crate::shard::table::LockTable`]'s changes.
+    /// Where the entry is, for [`crate::table::LockTable`]'s changes.
     pub fn at(&self) -> At {
         self.at
     }

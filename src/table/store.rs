@@ -6,7 +6,7 @@
 //! has one, so after a burst the entries that stay and those that come gather in the low chunks
 //! while the high ones empty; an emptied chunk is given back to the allocator (unless it is the
 //! only room left: an id taken and freed over and over must not allocate each time), and an
-//! index segment under an eighth full shrinks. The index ([`crate::shard::index`]) holds 8-byte
+//! index segment under an eighth full shrinks. The index ([`crate::table::index`]) holds 8-byte
 //! buckets (the slot number and 32 bits of the id's hash) and is between 3/8 and 3/4 full
 //! while it grows. Because the buckets carry the hash, growing the index never reads an entry
 //! or its id, and a lookup touches an entry only when 32 bits of hash match.
@@ -20,8 +20,8 @@
 
 use ahash::RandomState;
 
-use crate::shard::entry::Entry;
-use crate::shard::index::{Segment, tag};
+use crate::table::entry::Entry;
+use crate::table::index::{Segment, tag};
 
 /// Number of index segments: a power of two.
 pub const SEGMENTS: usize = 64;
@@ -104,7 +104,7 @@ impl ChunkSet {
 ///
 /// New entries go to the lowest-numbered chunk with a free cell, so that after a burst the
 /// survivors and newcomers gather in the low chunks while the high ones drain and are given
-/// back; index segments shrink by their own rules ([`crate::shard::index`]).
+/// back; index segments shrink by their own rules ([`crate::table::index`]).
 #[derive(Debug)]
 pub struct Store {
     hasher: RandomState,
@@ -375,7 +375,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::entry::State;
+    use crate::table::entry::State;
 
     fn entry(i: u64) -> Entry {
         Entry::new(format!("id-{i}").as_bytes(), State::Locked, [0; 16], i, 0)

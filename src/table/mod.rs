@@ -15,33 +15,65 @@
 //!   slot whose new entry happens to share the deadline is due anyway.
 //! - Fingerprints and results live in a side map by slot, flagged in the entry.
 //!
-//! Storage primitives live here; what each command means lives in `command/`.
+//! The table is a state machine over the plain types: [`LockTable::apply`] takes an [`Op`] and
+//! the time and returns an [`Outcome`]; the records to log and the answers owed to waiters go
+//! into the [`ApplyCtx`]. It knows nothing of the wire, the log's bytes or the shards.
+//!
+//! Modules: [`entry`] (one stored id in 48 bytes), [`store`] (the slab of entries and its
+//! index by id, [`index`]), [`deadlines`] (when entries must go), [`waits`] (queues of
+//! `LOCK ... WAIT` callers) and [`op`] (the operations and what each one means).
+
+pub mod deadlines;
+pub mod entry;
+pub mod index;
+pub mod op;
+pub mod store;
+pub mod waits;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::RandomState;
 use hashbrown::HashMap;
 
-use crate::command::ApplyCtx;
-use crate::command::errors;
-use crate::log::LogRecord;
-use crate::log::codec::RecordRef;
-use crate::protocol::{KeyBytes, Reply};
-use crate::shard::Origin;
-use crate::shard::deadlines::Deadlines;
-pub use crate::shard::entry::{At, Entry, Extra, MAX_FENCE, State, View};
-use crate::shard::store::{Slot, Store};
-pub use crate::shard::waits::Waiter;
-use crate::shard::waits::Waits;
+use crate::keys::KeySource;
+use crate::table::deadlines::Deadlines;
+pub use crate::table::entry::{At, Entry, Extra, MAX_FENCE, State, View};
+pub use crate::table::op::{Complete, Lock, Op, Outcome, Renew, Standing, Status, Unlock};
+use crate::table::store::{Slot, Store};
+pub use crate::table::waits::Waiter;
+use crate::table::waits::Waits;
+use crate::types::{Error, Id, KeyBytes, LogRecord, Origin, RecordRef};
 
-/// An activity id as commands and records carry it: any non-empty byte string.
-pub type Id = Box<[u8]>;
+/// What an operation needs besides the table, and where its effects go.
+pub struct ApplyCtx<'a> {
+    /// Now, in milliseconds since the Unix epoch, read once per loop iteration.
+    pub now_ms: u64,
+    /// Where fresh keys come from.
+    pub keys: &'a mut dyn KeySource,
+    /// The server-wide fence counter: every grant takes the next value.
+    pub fences: &'a AtomicU64,
+    /// Who sent the operation (a waiting LOCK is answered there later).
+    pub origin: Origin,
+    /// Changes to log, in order.
+    pub records: &'a mut Vec<LogRecord>,
+    /// Answers owed to waiters, produced as a side effect.
+    pub deliveries: &'a mut Vec<Delivery>,
+}
 
-/// A reply owed to a waiter, produced while running some other command or a sweep.
+impl ApplyCtx<'_> {
+    /// The next fencing token: larger than every one handed out before, on any shard.
+    pub fn next_fence(&self) -> u64 {
+        self.fences.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// An answer owed to a waiter, produced while running some other operation or a sweep.
 #[derive(Debug)]
 pub struct Delivery {
     /// Who gets it.
     pub origin: Origin,
-    /// The reply.
-    pub reply: Reply,
+    /// The answer: a grant, `COMPLETED` or `LOCKED` (its wait ran out).
+    pub outcome: Outcome,
     /// For a grant: the id and key, so a grant whose waiter has gone can be released.
     pub grant: Option<(Id, KeyBytes)>,
 }
@@ -428,7 +460,7 @@ impl LockTable {
             for w in self.waits.take_all(id) {
                 ctx.deliveries.push(Delivery {
                     origin: w.origin,
-                    reply: errors::COMPLETED,
+                    outcome: Error::Completed.into(),
                     grant: None,
                 });
             }
@@ -470,7 +502,11 @@ impl LockTable {
         let (key, fence) = self.grant(vacant, id.into(), w.lease_ms, w.fingerprint, ctx);
         ctx.deliveries.push(Delivery {
             origin: w.origin,
-            reply: lock_reply(key, fence, w.with_fence),
+            outcome: Outcome::Granted {
+                key,
+                fence,
+                with_fence: w.with_fence,
+            },
             grant: Some((id.into(), key)),
         });
     }
@@ -515,10 +551,16 @@ impl LockTable {
                 let Some(timed_out) = self.waits.pop_due(now) else {
                     break;
                 };
-                if let Some(w) = timed_out {
+                if let Some((id, w)) = timed_out {
+                    let lease_left_ms = self
+                        .peek(&id)
+                        .and_then(|e| (e.at_ms() != 0).then(|| e.at_ms().saturating_sub(now)));
                     ctx.deliveries.push(Delivery {
                         origin: w.origin,
-                        reply: errors::LOCKED,
+                        outcome: Outcome::Refused {
+                            error: Error::Locked,
+                            lease_left_ms,
+                        },
                         grant: None,
                     });
                 }
@@ -536,7 +578,7 @@ impl LockTable {
             n += 1;
             ctx.deliveries.push(Delivery {
                 origin: w.origin,
-                reply: errors::LOCKED,
+                outcome: Error::Locked.into(),
                 grant: None,
             });
         }
@@ -660,17 +702,5 @@ impl LockTable {
     /// Number of queued waiters.
     pub fn waiting(&self) -> usize {
         self.waits.len()
-    }
-}
-
-/// The reply to a granted LOCK: the key, or `[key, fence]` with WITHFENCE.
-pub fn lock_reply(key: KeyBytes, fence: u64, with_fence: bool) -> Reply {
-    if with_fence {
-        Reply::Array(vec![
-            Reply::Key(key),
-            Reply::Integer(i64::try_from(fence).unwrap_or(i64::MAX)),
-        ])
-    } else {
-        Reply::Key(key)
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::shard::store::Slot;
+use crate::table::store::Slot;
 
 /// `(deadline, slot)` pairs, taken out earliest deadline first.
 #[derive(Debug, Default)]

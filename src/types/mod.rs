@@ -1,0 +1,23 @@
+//! The plain types every layer shares, with no dependency inside the crate: ids, keys, where
+//! an id lives, who is owed an answer, the records of changes, and the typed errors.
+//!
+//! - [`key`]: the 128-bit lock key and its hex form.
+//! - [`slot`]: `slot_for` and `shard_for`, the one mapping of an id to its hash slot and shard.
+//! - [`origin`]: who is owed the answer to a command.
+//! - [`record`]: each change to a table as a whole-state assignment, owned or borrowed.
+//! - [`error`]: the errors of the lock commands, each spelled once.
+
+pub mod error;
+pub mod key;
+pub mod origin;
+pub mod record;
+pub mod slot;
+
+pub use error::Error;
+pub use key::{KeyBytes, hex_key, parse_key};
+pub use origin::{ConnRef, Origin};
+pub use record::{LogRecord, RecordRef};
+pub use slot::{SLOTS, ShardId, shard_for, slot_for};
+
+/// An activity id as commands and records carry it: any non-empty byte string.
+pub type Id = Box<[u8]>;
