@@ -62,6 +62,45 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Numbers follow one rule on both protocols (digits only, a lease from 1 ms to 2^40 ms);
+/// tests/http.rs checks the same edges for `ttl=`.
+#[test]
+fn lease_numbers_are_digits_only_up_to_two_to_the_forty() {
+    let server = Server::start(&[]);
+    let mut con = server.connection(Proto::Resp2);
+    for bad in ["0", "+5", "-5", " 5", "1.5", "1099511627777"] {
+        let id = format!("n{bad}");
+        let reply = lock(&mut con, &[&id, "PX", bad]);
+        let err = expect_err(reply, "ERR", &[], &format!("PX {bad:?}"));
+        assert!(
+            err.to_string().contains("invalid expire time"),
+            "PX {bad:?}: {err}"
+        );
+        let wait = lock(&mut con, &[&id, "WAIT", bad]);
+        if bad != "0" {
+            expect_err(wait, "ERR", &[], &format!("WAIT {bad:?}"));
+        }
+    }
+    expect_key(lock(&mut con, &["n1", "PX", "1"]), "PX 1");
+    let key = expect_key(lock(&mut con, &["nmax", "PX", "1099511627776"]), "PX 2^40");
+    expect_ok(
+        cmd(&mut con, "RENEW", &["nmax", &key, "PX", "1099511627776"]),
+        "RENEW PX 2^40",
+    );
+    expect_err(
+        cmd(&mut con, "RENEW", &["nmax", &key, "PX", "1099511627777"]),
+        "ERR",
+        &[&key],
+        "RENEW PX 2^40 + 1",
+    );
+    expect_err(
+        cmd(&mut con, "RENEW", &["nmax", &key, "PX", "+5"]),
+        "ERR",
+        &[&key],
+        "RENEW PX +5",
+    );
+}
+
 #[test]
 fn an_expired_lease_frees_the_id_and_voids_the_key() {
     let server = Server::start(&["--shards", "2"]);
