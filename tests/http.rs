@@ -348,15 +348,27 @@ fn ids_are_percent_decoded_bytes_shared_with_resp() {
             &format!("{id:?} completed over RESP"),
         );
     }
-    // `+` is a plus sign, not a space; lower- and upper-case escapes are the same byte.
-    lock_key(&agent, &server, "x+y");
-    get(&agent, &server, "/lock?id=x%2By").expect(409, "locked", "x%2By is x+y");
-    let space = lock_key(&agent, &server, "x%20y");
+    // Form encoding: `+` is a space and a plus sign is `%2B`, so `x+y` and `x%2By` are two ids;
+    // lower- and upper-case escapes are the same byte.
+    let space = lock_key(&agent, &server, "x+y");
     expect_err(
         redis::cmd("LOCK").arg("x y").query::<Value>(&mut resp),
         "LOCKED",
         &[&space],
-        "x%20y is x y",
+        "x+y is x y",
+    );
+    get(&agent, &server, "/lock?id=x%20y").expect(409, "locked", "x%20y is x y too");
+    let plus = lock_key(&agent, &server, "x%2By");
+    expect_ok(
+        redis::cmd("COMPLETE")
+            .arg("x+y")
+            .arg(&plus)
+            .query(&mut resp),
+        "x%2By is x+y, another id",
+    );
+    expect_ok(
+        redis::cmd("UNLOCK").arg("x y").arg(&space).query(&mut resp),
+        "x y is still held under its own key",
     );
     lock_key(&agent, &server, "%c3%a9");
     get(&agent, &server, "/lock?id=%C3%A9").expect(409, "locked", "escapes ignore case");
@@ -475,4 +487,141 @@ fn config_get_reports_the_bound_http_port() {
         reply,
         vec!["http-port".to_string(), server.http_addr.port().to_string()]
     );
+}
+
+/// Ids with spaces, plus signs and other reserved characters, encoded by the query builders
+/// users have (requests' `params=`, `urllib.parse.urlencode`, and Node's `URLSearchParams` where
+/// Node is installed), name the same ids as over RESP: `order 1` and `order+1` never collide.
+#[test]
+fn query_builders_name_the_same_ids_as_resp() {
+    const IDS: [&str; 6] = [
+        "order 1",
+        "order+1",
+        "a&b=c",
+        "caf\u{e9} \u{20ac}",
+        "100%",
+        "x%2By",
+    ];
+    let Some(python) = common::require_python_module("requests") else {
+        return;
+    };
+    let server = Server::start(&[]);
+    let base = format!("http://{}", server.http_addr);
+    let mut resp = server.connection(Proto::Resp2);
+    let ids_json = serde_json::to_string(&IDS).expect("JSON");
+
+    // Lock with requests' params= (form encoding), then complete each id over RESP.
+    let script = r#"
+import json, sys, requests
+base, ids = sys.argv[1], json.loads(sys.argv[2])
+keys = []
+for i in ids:
+    r = requests.get(base + "/lock", params={"id": i})
+    assert r.status_code == 200, (i, r.status_code, r.text)
+    keys.append(r.text)
+print(json.dumps(keys))
+"#;
+    let keys = run_json(&python, &["-c", script, &base, &ids_json]);
+    assert_eq!(keys.len(), IDS.len(), "every id locked: {keys:?}");
+    for (id, key) in IDS.iter().zip(&keys) {
+        expect_err(
+            redis::cmd("LOCK").arg(*id).query::<Value>(&mut resp),
+            "LOCKED",
+            &[key],
+            &format!("{id:?} locked by requests"),
+        );
+        expect_ok(
+            redis::cmd("COMPLETE").arg(*id).arg(key).query(&mut resp),
+            &format!("{id:?} completed over RESP with the key from HTTP"),
+        );
+    }
+
+    // Lock over RESP, then complete with urllib.parse.urlencode.
+    let resp_keys: Vec<String> = IDS
+        .iter()
+        .map(|id| {
+            let id = format!("u-{id}");
+            expect_key(redis::cmd("LOCK").arg(&id).query(&mut resp), &id)
+        })
+        .collect();
+    let script = r#"
+import json, sys, urllib.parse, urllib.request
+base, ids, keys = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+out = []
+for i, k in zip(ids, keys):
+    q = urllib.parse.urlencode({"id": "u-" + i, "key": k})
+    with urllib.request.urlopen(base + "/complete?" + q) as r:
+        out.append(r.read().decode())
+print(json.dumps(out))
+"#;
+    let answers = run_json(
+        &python,
+        &[
+            "-c",
+            script,
+            &base,
+            &ids_json,
+            &serde_json::to_string(&resp_keys).expect("JSON"),
+        ],
+    );
+    assert!(answers.iter().all(|a| a == "complete"), "{answers:?}");
+    for id in IDS {
+        expect_err(
+            redis::cmd("LOCK")
+                .arg(format!("u-{id}"))
+                .query::<Value>(&mut resp),
+            "COMPLETED",
+            &[],
+            &format!("u-{id:?} completed over HTTP"),
+        );
+    }
+
+    // Node's URLSearchParams, where the machine has Node.
+    let Some(node) = common::find_tool("node") else {
+        eprintln!("node not found: URLSearchParams is not checked on this machine");
+        return;
+    };
+    let script = r#"
+const [base, ids] = [process.argv[1], JSON.parse(process.argv[2])];
+(async () => {
+  const keys = [];
+  for (const id of ids) {
+    const r = await fetch(base + "/lock?" + new URLSearchParams({ id: "n-" + id }));
+    if (r.status !== 200) throw new Error(id + ": " + r.status);
+    keys.push(await r.text());
+  }
+  console.log(JSON.stringify(keys));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let keys = run_json(&node, &["-e", script, &base, &ids_json]);
+    for (id, key) in IDS.iter().zip(&keys) {
+        expect_ok(
+            redis::cmd("UNLOCK")
+                .arg(format!("n-{id}"))
+                .arg(key)
+                .query(&mut resp),
+            &format!("n-{id:?} locked by URLSearchParams, unlocked over RESP"),
+        );
+    }
+}
+
+/// Runs `program` with `args` and reads its stdout as a JSON array of strings.
+fn run_json(program: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: not a JSON list of strings ({e}): {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

@@ -1,10 +1,11 @@
 //! From a query string to an [`Op`].
 //!
 //! Parameters are `name=value` pairs separated by `&`. Names are matched literally (`id`, `key`,
-//! `ttl`, `wait`, `fingerprint`, `result`); unknown names are ignored, a repeated known name is an error. Values are
-//! percent-decoded to bytes and nothing else: `+` stays `+` (it is not a space), so an id means
-//! the same bytes whichever client encoded it. A `%` not followed by two hex digits is an error
-//! rather than a literal `%`, so a malformed escape never silently names some other id.
+//! `ttl`, `wait`, `fingerprint`, `result`); unknown names are ignored, a repeated known name is
+//! an error. Values are decoded as `application/x-www-form-urlencoded`, the encoding every
+//! query builder uses (requests' `params=`, `urlencode`, `URLSearchParams`): `+` is a space, a
+//! plus sign is `%2B`, and `%XX` is the byte `XX`. A `%` not followed by two hex digits is an
+//! error rather than a literal `%`, so a malformed escape never silently names some other id.
 //!
 //! Ids go through [`parse_id`] with the server's [`CommandLimits`], exactly as over RESP; keys
 //! through [`parse_key_arg`]; numbers through [`crate::command::number`]. Every error is a
@@ -171,7 +172,8 @@ fn split(query: &str) -> Result<RawParams<'_>, BadRequest> {
     Ok(params)
 }
 
-/// Percent-decodes `raw` to bytes; `bad` if a `%` is not followed by two hex digits.
+/// Form-decodes `raw` to bytes (`+` is a space, `%XX` a byte); `bad` if a `%` is not followed
+/// by two hex digits.
 fn decode(raw: &str, bad: BadRequest) -> Result<Cow<'_, [u8]>, BadRequest> {
     let mut bytes = raw.bytes();
     while let Some(b) = bytes.next() {
@@ -181,6 +183,10 @@ fn decode(raw: &str, bad: BadRequest) -> Result<Cow<'_, [u8]>, BadRequest> {
                 return Err(bad);
             }
         }
+    }
+    if raw.contains('+') {
+        let spaced = raw.replace('+', " ");
+        return Ok(Cow::Owned(percent_decode_str(&spaced).collect()));
     }
     Ok(percent_decode_str(raw).into())
 }
@@ -232,8 +238,10 @@ mod tests {
         assert_eq!(lock_id("id=a%00b"), b"a\0b");
         assert_eq!(lock_id("id=%0d%0A"), b"\r\n");
         assert_eq!(lock_id("id=%C3%A9"), "é".as_bytes());
-        assert_eq!(lock_id("id=a+b"), b"a+b");
-        assert_eq!(lock_id("id=a%2Bb"), b"a+b");
+        assert_eq!(lock_id("id=a+b"), b"a b", "form encoding: + is a space");
+        assert_eq!(lock_id("id=a%2Bb"), b"a+b", "a plus sign is %2B");
+        assert_eq!(lock_id("id=a%20b"), b"a b");
+        assert_eq!(lock_id("id=++%2B"), b"  +");
         assert_eq!(lock_id("x=1&&id=z&other"), b"z");
     }
 

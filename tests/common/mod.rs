@@ -752,6 +752,11 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Locates an optional program on `PATH`, without the skip notice of [`require_tool`].
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    find_in_path(name)
+}
+
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
