@@ -24,6 +24,7 @@ mod tag {
     pub const COMPLETE: u8 = 4;
     pub const FENCE: u8 = 5;
     pub const EPOCH: u8 = 6;
+    pub const GROUP: u8 = 7;
 }
 
 impl LogRecord {
@@ -92,6 +93,10 @@ impl RecordRef<'_> {
             RecordRef::Epoch { epoch } => {
                 out.push(tag::EPOCH);
                 out.extend_from_slice(&epoch.to_le_bytes());
+            }
+            RecordRef::Group { count } => {
+                out.push(tag::GROUP);
+                out.extend_from_slice(&count.to_le_bytes());
             }
         }
         let body = out.get(start + FRAME_HEADER_LEN..).unwrap_or_default();
@@ -198,6 +203,9 @@ pub fn decode_body(body: &[u8]) -> Result<RecordRef<'_>, DecodeError> {
         },
         tag::EPOCH => RecordRef::Epoch {
             epoch: r.u64().ok_or(short)?,
+        },
+        tag::GROUP => RecordRef::Group {
+            count: r.u32().ok_or(short)?,
         },
         other => return Err(DecodeError::UnknownType(other)),
     };

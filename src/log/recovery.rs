@@ -265,23 +265,61 @@ fn replay_file(
     file.read_exact(&mut head).map_err(io_err)?;
     let mut reader = FrameReader::new(file, FILE_HEADER_LEN as u64, len);
     let mut epoch = 0u64;
+    // A transaction being read: where its Group marker starts, how many records are still to
+    // come, and the ones read so far (applied only once the last one is read).
+    let mut group: Option<PendingGroup> = None;
     // Where the file must be cut, why, and whether that is a torn tail or damage.
     let problem: Option<(u64, String, bool)> = loop {
         match reader.next_frame().map_err(io_err)? {
-            Step::End => break None,
+            Step::End => {
+                break group.as_ref().map(|g| {
+                    (
+                        g.offset,
+                        format!("the log ends inside a transaction of {} records", g.count),
+                        true,
+                    )
+                });
+            }
             Step::Record { offset, body } => match decode_body(body) {
+                Ok(RecordRef::Group { count }) => {
+                    if group.is_some() {
+                        break Some((offset, "a transaction inside a transaction".into(), false));
+                    }
+                    report.records += 1;
+                    group = (count > 0).then(|| PendingGroup {
+                        offset,
+                        count,
+                        records: Vec::new(),
+                    });
+                }
                 Ok(rec) => {
                     report.records += 1;
                     if let RecordRef::Epoch { epoch: e } = rec {
                         epoch = e;
                     }
-                    replay.apply(&rec, epoch);
+                    match &mut group {
+                        None => replay.apply(&rec, epoch),
+                        Some(g) => {
+                            g.records.push((rec.to_record(), epoch));
+                            if g.records.len() == g.count as usize {
+                                for (rec, epoch) in std::mem::take(&mut g.records) {
+                                    replay.apply(&rec.borrowed(), epoch);
+                                }
+                                group = None;
+                            }
+                        }
+                    }
                 }
                 Err(e) => break Some((offset, e.to_string(), false)),
             },
             Step::Torn { offset, reason } => break Some((offset, reason, true)),
             Step::Corrupt { offset, reason } => break Some((offset, reason, false)),
         }
+    };
+    // A transaction cut short is dropped whole: the cut goes back to its marker.
+    let problem = match (problem, &group) {
+        (Some((_, reason, torn)), Some(g)) if torn || repair => Some((g.offset, reason, torn)),
+        (problem, _) => problem,
     };
     report.bytes += reader.offset();
     let Some((offset, reason, torn)) = problem else {
@@ -305,6 +343,16 @@ fn replay_file(
             reason,
         })
     }
+}
+
+/// The records of a transaction read so far, held back until its last one is read.
+struct PendingGroup {
+    /// Where its Group marker starts in the file.
+    offset: u64,
+    /// How many records it has.
+    count: u32,
+    /// Those read so far, each with its epoch.
+    records: Vec<(LogRecord, u64)>,
 }
 
 fn cut(storage: &dyn Storage, path: &Path, len: u64) -> io::Result<()> {

@@ -149,6 +149,8 @@ impl Replay {
     pub(crate) fn apply(&mut self, rec: &RecordRef<'_>, epoch: u64) {
         match *rec {
             RecordRef::Epoch { epoch } => self.max_epoch = self.max_epoch.max(epoch),
+            // Recovery holds a group's records back until the last one is read.
+            RecordRef::Group { .. } => {}
             RecordRef::Fence { value } => self.max_fence = self.max_fence.max(value),
             RecordRef::Lock {
                 id,

@@ -64,6 +64,12 @@ pub enum LogRecord {
         /// The run number.
         epoch: u64,
     },
+    /// The next `count` records are one transaction (`MULTI ... EXEC`): recovery applies all
+    /// of them or, if the log ends before the last one, none.
+    Group {
+        /// How many records follow in the group.
+        count: u32,
+    },
 }
 
 impl LogRecord {
@@ -74,7 +80,7 @@ impl LogRecord {
             | LogRecord::Unlock { id }
             | LogRecord::Renew { id, .. }
             | LogRecord::Complete { id, .. } => Some(id),
-            LogRecord::Fence { .. } | LogRecord::Epoch { .. } => None,
+            LogRecord::Fence { .. } | LogRecord::Epoch { .. } | LogRecord::Group { .. } => None,
         }
     }
 
@@ -116,6 +122,7 @@ impl LogRecord {
             },
             LogRecord::Fence { value } => RecordRef::Fence { value: *value },
             LogRecord::Epoch { epoch } => RecordRef::Epoch { epoch: *epoch },
+            LogRecord::Group { count } => RecordRef::Group { count: *count },
         }
     }
 }
@@ -173,6 +180,11 @@ pub enum RecordRef<'a> {
         /// The run number.
         epoch: u64,
     },
+    /// See [`LogRecord::Group`].
+    Group {
+        /// How many records follow in the group.
+        count: u32,
+    },
 }
 
 impl RecordRef<'_> {
@@ -215,6 +227,7 @@ impl RecordRef<'_> {
             },
             RecordRef::Fence { value } => LogRecord::Fence { value },
             RecordRef::Epoch { epoch } => LogRecord::Epoch { epoch },
+            RecordRef::Group { count } => LogRecord::Group { count },
         }
     }
 }

@@ -127,7 +127,12 @@ fn bodies_that_do_not_decode() {
     let cases: Vec<(Vec<u8>, DecodeError)> = vec![
         (vec![], DecodeError::Malformed("empty body")),
         (vec![0], DecodeError::UnknownType(0)),
-        (vec![7, 0, 0], DecodeError::UnknownType(7)),
+        (vec![8, 0, 0], DecodeError::UnknownType(8)),
+        (vec![7, 0, 0], DecodeError::Malformed("payload too short")),
+        (
+            vec![7, 1, 0, 0, 0, 0],
+            DecodeError::Malformed("trailing bytes after the payload"),
+        ),
         (vec![0xff], DecodeError::UnknownType(0xff)),
         (
             vec![6, 1, 0, 0],

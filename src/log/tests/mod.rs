@@ -6,6 +6,7 @@
 mod codec;
 mod corruption;
 mod crash;
+mod groups;
 mod reshard;
 mod writer;
 
@@ -97,7 +98,7 @@ impl Model {
                 }
             }
             LogRecord::Fence { value } => self.max_fence = self.max_fence.max(*value),
-            LogRecord::Epoch { .. } => {}
+            LogRecord::Epoch { .. } | LogRecord::Group { .. } => {}
         }
     }
 
