@@ -555,3 +555,77 @@ fn many_connections_at_once() {
     let mut check = server.connection(Proto::Resp2);
     assert_eq!(dbsize(&mut check), 100);
 }
+
+/// redis-py's `pipeline()` is MULTI ... EXEC by default: with ids of one slot it locks and
+/// completes, sync and with `redis.asyncio`; `transaction=False` pipelines span slots; a
+/// transaction across slots raises and leaves nothing locked.
+#[test]
+fn redis_py_pipelines_with_and_without_transactions() {
+    let Some(python) = common::require_python_module("redis") else {
+        return;
+    };
+    let server = Server::start(&["--shards", "4"]);
+    let script = r#"
+import asyncio, json, sys, redis, redis.asyncio
+port, proto = int(sys.argv[1]), int(sys.argv[2])
+n = f"resp{proto}"
+r = redis.Redis(port=port, protocol=proto)
+out = {}
+
+p = r.pipeline()
+p.execute_command("LOCK", f"{{tx-{n}}}.a", "PX", 60000)
+p.execute_command("LOCK", f"{{tx-{n}}}.b")
+keys = p.execute()
+p = r.pipeline()
+p.execute_command("COMPLETE", f"{{tx-{n}}}.a", keys[0])
+p.execute_command("COMPLETE", f"{{tx-{n}}}.b", keys[1])
+out["completed"] = p.execute()
+out["status"] = repr(r.execute_command("STATUS", f"{{tx-{n}}}.b"))
+
+p = r.pipeline(transaction=False)
+for i in range(10):
+    p.execute_command("LOCK", f"plain-{n}-{i}")
+out["plain"] = [len(k) for k in p.execute()]
+
+p = r.pipeline()
+p.execute_command("LOCK", f"cross-{n}-a")
+p.execute_command("LOCK", f"cross-{n}-b")
+try:
+    p.execute()
+    out["cross"] = "no error"
+except redis.ResponseError as e:
+    out["cross"] = str(e)
+out["cross_state"] = [repr(r.execute_command("STATUS", f"cross-{n}-{x}")) for x in "ab"]
+
+async def main():
+    a = redis.asyncio.Redis(port=port, protocol=proto)
+    async with a.pipeline() as p:
+        p.execute_command("LOCK", f"{{async-{n}}}.a")
+        p.execute_command("LOCK", f"{{async-{n}}}.b")
+        keys = await p.execute()
+    out["async"] = [len(k) for k in keys]
+    await a.aclose()
+asyncio.run(main())
+
+print(json.dumps(out, default=lambda v: v.decode() if isinstance(v, bytes) else repr(v)))
+"#;
+    for proto in ["2", "3"] {
+        let out = std::process::Command::new(&python)
+            .args(["-c", script, &server.port().to_string(), proto])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "redis-py (RESP{proto}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["completed"], serde_json::json!(["OK", "OK"]), "{v}");
+        assert!(v["status"].to_string().contains("completed"), "{v}");
+        assert_eq!(v["plain"], serde_json::json!(vec![32; 10]), "{v}");
+        let cross = v["cross"].as_str().unwrap_or_default();
+        assert!(cross.contains("hash to the same slot"), "{v}");
+        assert!(!v["cross_state"].to_string().contains("locked"), "{v}");
+        assert_eq!(v["async"], serde_json::json!([32, 32]), "{v}");
+    }
+}

@@ -567,3 +567,95 @@ fn corruption_before_the_end_refuses_to_start_until_repaired() {
         }
     }
 }
+
+/// Transactions of three LOCKs each, from several clients, with the server killed with
+/// SIGKILL in the middle: after recovery every transaction is there whole or not at all, and
+/// every acknowledged one is there whole, under the keys its EXEC answered.
+#[test]
+fn kill_9_never_leaves_part_of_a_transaction() {
+    let dir = DataDir::new();
+    let args = ["--shards", "4"];
+    let mut server = Server::start_in(&dir.path, &args);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let addr = server.resp_addr;
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut acked: Vec<(usize, Vec<String>)> = Vec::new();
+                let mut sent = 0;
+                let Some(mut con) = common::RawConn::try_connect(addr) else {
+                    return (acked, sent);
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let group = w * 1_000_000 + sent;
+                    let mut batch = common::encode_command(&[b"MULTI"]);
+                    for part in ["a", "b", "c"] {
+                        let id = format!("{{g-{group}}}.{part}");
+                        batch.extend(common::encode_command(&[b"LOCK", id.as_bytes()]));
+                    }
+                    batch.extend(common::encode_command(&[b"EXEC"]));
+                    sent += 1;
+                    if !con.try_send(&batch) {
+                        break;
+                    }
+                    let Some(replies) = con.try_read_replies(5) else {
+                        break;
+                    };
+                    let exec = String::from_utf8_lossy(&replies[4]).into_owned();
+                    let keys: Vec<String> = exec
+                        .split("\r\n")
+                        .filter(|l| l.len() == 32)
+                        .map(str::to_string)
+                        .collect();
+                    assert_eq!(keys.len(), 3, "EXEC answered {exec:?}");
+                    acked.push((group, keys));
+                }
+                (acked, sent)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    server.assert_running();
+    server.kill_hard();
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+    drop(server);
+
+    let server = Server::start_in(&dir.path, &args);
+    let mut con = server.raw();
+    let mut whole = 0;
+    for (w, (acked, sent)) in results.iter().enumerate() {
+        let acked: std::collections::HashMap<usize, &Vec<String>> =
+            acked.iter().map(|(g, k)| (*g, k)).collect();
+        for n in 0..*sent {
+            let group = w * 1_000_000 + n;
+            let states: Vec<bool> = ["a", "b", "c"]
+                .iter()
+                .map(|part| {
+                    let id = format!("{{g-{group}}}.{part}");
+                    con.send(&common::encode_command(&[b"STATUS", id.as_bytes()]));
+                    String::from_utf8_lossy(&con.read_reply()).contains("locked")
+                })
+                .collect();
+            assert!(
+                states.iter().all(|s| *s) || states.iter().all(|s| !*s),
+                "transaction {group} recovered in part: {states:?}"
+            );
+            if let Some(keys) = acked.get(&group) {
+                assert!(states[0], "acknowledged transaction {group} was lost");
+                for (part, key) in ["a", "b", "c"].iter().zip(keys.iter()) {
+                    let id = format!("{{g-{group}}}.{part}");
+                    con.send(&common::encode_command(&[
+                        b"UNLOCK",
+                        id.as_bytes(),
+                        key.as_bytes(),
+                    ]));
+                    assert_eq!(con.read_reply(), b"+OK\r\n", "{id} under its key");
+                }
+                whole += 1;
+            }
+        }
+    }
+    assert!(whole > 0, "no transaction was acknowledged before the kill");
+}

@@ -366,3 +366,234 @@ fn multiple_connections_pipelining_at_once() {
     let dbsize: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(dbsize, 16_000);
 }
+
+// ---------------------------------------------------------------------------
+// Transactions: MULTI ... EXEC
+// ---------------------------------------------------------------------------
+
+/// Sends one command on a raw connection and returns its reply's bytes.
+fn raw_call(con: &mut common::RawConn, args: &[&str]) -> Vec<u8> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    con.send(&encode_command(&args));
+    con.read_reply()
+}
+
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
+/// Where an id stands, from STATUS's first field.
+fn state(con: &mut common::RawConn, id: &str) -> String {
+    let reply = text(&raw_call(con, &["STATUS", id]));
+    for state in ["free", "locked", "completed"] {
+        if reply.contains(&format!("\r\n{state}\r\n")) {
+            return state.into();
+        }
+    }
+    panic!("STATUS {id}: {reply:?}")
+}
+
+/// The `redis` crate's atomic pipeline (MULTI ... EXEC): every command runs and answers, on
+/// connections served by every shard, whichever shard owns the ids.
+#[test]
+fn atomic_pipelines_of_the_redis_crate_lock_and_complete() {
+    let server = Server::start(&["--shards", "4"]);
+    for proto in Proto::ALL {
+        for c in 0..8 {
+            let mut con = server.connection(proto);
+            let (a, b) = (
+                format!("{{tx-{c}-{proto:?}}}.a"),
+                format!("{{tx-{c}-{proto:?}}}.b"),
+            );
+            let keys: Vec<String> = redis::pipe()
+                .atomic()
+                .cmd("LOCK")
+                .arg(&a)
+                .arg("PX")
+                .arg(60_000)
+                .cmd("LOCK")
+                .arg(&b)
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("{a} {b}: {e}"));
+            assert_eq!(keys.len(), 2);
+            assert!(keys.iter().all(|k| common::is_key(k)), "{keys:?}");
+            let done: Vec<Value> = redis::pipe()
+                .atomic()
+                .cmd("COMPLETE")
+                .arg(&a)
+                .arg(&keys[0])
+                .cmd("COMPLETE")
+                .arg(&b)
+                .arg(&keys[1])
+                .cmd("STATUS")
+                .arg(&b)
+                .query(&mut con)
+                .unwrap_or_else(|e| panic!("{a} {b}: {e}"));
+            assert_eq!(&done[..2], &[Value::Okay, Value::Okay], "{done:?}");
+            assert!(format!("{:?}", done[2]).contains("completed"), "{done:?}");
+        }
+    }
+}
+
+/// The replies on the wire, byte for byte where they are fixed, as Redis gives them.
+#[test]
+fn multi_exec_discard_on_the_wire() {
+    let server = Server::start(&["--shards", "4"]);
+    for c in 0..4 {
+        // Four connections land on four shards: local and forwarded transactions alike.
+        let mut con = server.raw();
+        let t = |s: &str| format!("{{wire-{c}}}.{s}");
+        assert_eq!(raw_call(&mut con, &["MULTI"]), b"+OK\r\n");
+        assert_eq!(raw_call(&mut con, &["LOCK", &t("a")]), b"+QUEUED\r\n");
+        assert_eq!(
+            raw_call(&mut con, &["LOCK", &t("b"), "PX", "60000", "WITHFENCE"]),
+            b"+QUEUED\r\n"
+        );
+        assert_eq!(raw_call(&mut con, &["STATUS", &t("a")]), b"+QUEUED\r\n");
+        let exec = text(&raw_call(&mut con, &["EXEC"]));
+        assert!(exec.starts_with("*3\r\n$32\r\n"), "{exec:?}");
+        assert!(
+            exec.contains("\r\n*2\r\n$32\r\n"),
+            "WITHFENCE inside: {exec:?}"
+        );
+        assert!(
+            exec.contains("locked"),
+            "STATUS sees the LOCK before it: {exec:?}"
+        );
+
+        // A held id is refused inside the array; the other commands still run, as in Redis.
+        // WAIT does not wait inside a transaction.
+        raw_call(&mut con, &["MULTI"]);
+        raw_call(&mut con, &["LOCK", &t("a"), "WAIT", "60000"]);
+        raw_call(&mut con, &["LOCK", &t("c")]);
+        let exec = text(&raw_call(&mut con, &["EXEC"]));
+        assert!(exec.starts_with("*2\r\n-LOCKED "), "{exec:?}");
+        assert!(
+            exec.ends_with("\r\n") && exec.contains("\r\n$32\r\n"),
+            "{exec:?}"
+        );
+
+        // An error while queuing aborts the whole transaction: nothing runs.
+        raw_call(&mut con, &["MULTI"]);
+        raw_call(&mut con, &["LOCK", &t("d")]);
+        let arity = text(&raw_call(&mut con, &["UNLOCK", &t("d")]));
+        assert!(
+            arity.starts_with("-ERR wrong number of arguments"),
+            "{arity:?}"
+        );
+        let bad = text(&raw_call(&mut con, &["LOCK", &t("d"), "PX", "-1"]));
+        assert!(bad.starts_with("-ERR"), "{bad:?}");
+        let unknown = text(&raw_call(&mut con, &["NOPE"]));
+        assert!(unknown.starts_with("-ERR unknown command"), "{unknown:?}");
+        assert_eq!(
+            raw_call(&mut con, &["EXEC"]),
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        );
+        assert_eq!(state(&mut con, &t("d")), "free");
+
+        // Ids of different slots: -CROSSSLOT, with the way out, and EXEC aborts.
+        raw_call(&mut con, &["MULTI"]);
+        assert_eq!(raw_call(&mut con, &["LOCK", &t("e")]), b"+QUEUED\r\n");
+        let cross = text(&raw_call(&mut con, &["LOCK", &format!("other-{c}")]));
+        assert!(
+            cross.starts_with("-CROSSSLOT Keys in request don't hash to the same slot")
+                && cross.contains("hash tag")
+                && cross.contains("pipeline without MULTI"),
+            "{cross:?}"
+        );
+        assert!(text(&raw_call(&mut con, &["EXEC"])).starts_with("-EXECABORT"));
+        assert_eq!(state(&mut con, &t("e")), "free");
+        assert_eq!(state(&mut con, &format!("other-{c}")), "free");
+
+        // Commands that cannot be queued abort it too; DISCARD drops what was queued.
+        raw_call(&mut con, &["MULTI"]);
+        let ping = text(&raw_call(&mut con, &["PING"]));
+        assert!(
+            ping.starts_with("-ERR 'ping' cannot run inside MULTI"),
+            "{ping:?}"
+        );
+        assert!(text(&raw_call(&mut con, &["EXEC"])).starts_with("-EXECABORT"));
+        raw_call(&mut con, &["MULTI"]);
+        raw_call(&mut con, &["LOCK", &t("f")]);
+        assert_eq!(raw_call(&mut con, &["DISCARD"]), b"+OK\r\n");
+        assert_eq!(state(&mut con, &t("f")), "free");
+
+        // Misuse outside and inside a transaction.
+        assert_eq!(
+            raw_call(&mut con, &["EXEC"]),
+            b"-ERR EXEC without MULTI\r\n"
+        );
+        assert_eq!(
+            raw_call(&mut con, &["DISCARD"]),
+            b"-ERR DISCARD without MULTI\r\n"
+        );
+        let watch = text(&raw_call(&mut con, &["WATCH", &t("a")]));
+        assert!(
+            watch.starts_with("-ERR WATCH is not supported"),
+            "{watch:?}"
+        );
+        assert_eq!(raw_call(&mut con, &["UNWATCH"]), b"+OK\r\n");
+        raw_call(&mut con, &["MULTI"]);
+        assert_eq!(
+            raw_call(&mut con, &["MULTI"]),
+            b"-ERR MULTI calls can not be nested\r\n"
+        );
+        assert_eq!(
+            raw_call(&mut con, &["WATCH", &t("a")]),
+            b"-ERR WATCH inside MULTI is not allowed\r\n"
+        );
+        assert_eq!(raw_call(&mut con, &["EXEC"]), b"*0\r\n");
+        assert_eq!(raw_call(&mut con, &["PING"]), b"+PONG\r\n", "MULTI is over");
+    }
+}
+
+/// Which elements of a RESP2 EXEC array of LOCK replies are keys (the rest are errors).
+fn granted_in(exec: &str) -> Vec<bool> {
+    let mut lines = exec.split("\r\n");
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with('*'), "{exec:?}");
+    let mut granted = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with('$') {
+            lines.next();
+            granted.push(true);
+        } else if line.starts_with('-') {
+            granted.push(false);
+        }
+    }
+    granted
+}
+
+/// Many clients race the same two ids, each in a transaction: exactly one gets both, and no
+/// client ever gets one of the two while another gets the other.
+#[test]
+fn transactions_are_isolated_from_each_other() {
+    let server = Server::start(&["--shards", "4"]);
+    for round in 0..20 {
+        let (a, b) = (format!("{{race-{round}}}.a"), format!("{{race-{round}}}.b"));
+        let results: Vec<(bool, bool)> = thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (a, b, server) = (&a, &b, &server);
+                    s.spawn(move || {
+                        let mut con = server.raw();
+                        con.send(&encode_command(&[b"MULTI"]));
+                        con.send(&encode_command(&[b"LOCK", a.as_bytes()]));
+                        con.send(&encode_command(&[b"LOCK", b.as_bytes()]));
+                        con.send(&encode_command(&[b"EXEC"]));
+                        for _ in 0..3 {
+                            con.read_reply();
+                        }
+                        let granted = granted_in(&text(&con.read_reply()));
+                        assert_eq!(granted.len(), 2, "{granted:?}");
+                        (granted[0], granted[1])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners = results.iter().filter(|(x, y)| *x && *y).count();
+        let split = results.iter().filter(|(x, y)| x != y).count();
+        assert_eq!((winners, split), (1, 0), "round {round}: {results:?}");
+    }
+}

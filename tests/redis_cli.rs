@@ -281,3 +281,33 @@ fn cli_binary_safe_arguments() {
     let out = run_cli(&cli, &server, &["ECHO", "a b\tc"], None);
     assert_eq!(out.stdout.trim_end_matches('\n'), "a b\tc");
 }
+
+#[test]
+fn cli_multi_exec() {
+    let Some(cli) = cli() else { return };
+    let server = Server::start(&["--shards", "2"]);
+    let script = "MULTI\nLOCK {cli}.a PX 60000\nLOCK {cli}.b\nSTATUS {cli}.a\nEXEC\n";
+    let out = run_cli(&cli, &server, &[], Some(script));
+    assert!(out.success, "redis-cli failed: {}", out.all());
+    let lines = out.lines();
+    assert_eq!(
+        &lines[..4],
+        &["OK", "QUEUED", "QUEUED", "QUEUED"],
+        "{lines:?}"
+    );
+    assert!(is_key(lines[4]) && is_key(lines[5]), "{lines:?}");
+    assert_eq!(lines[6], "state", "{lines:?}");
+    assert_eq!(lines[7], "locked", "{lines:?}");
+
+    // An aborted transaction runs nothing.
+    let script = "MULTI\nLOCK {cli}.c\nLOCK\nEXEC\nSTATUS {cli}.c\n";
+    let out = run_cli(&cli, &server, &[], Some(script));
+    let lines = out.lines();
+    assert_eq!(&lines[..2], &["OK", "QUEUED"], "{lines:?}");
+    assert!(
+        lines[2].starts_with("ERR wrong number of arguments"),
+        "{lines:?}"
+    );
+    assert!(lines[3].starts_with("EXECABORT"), "{lines:?}");
+    assert_eq!(&lines[4..6], &["state", "free"], "{lines:?}");
+}

@@ -16,6 +16,7 @@ pub mod number;
 pub mod renew;
 pub mod spec;
 pub mod status;
+pub mod transaction;
 pub mod unlock;
 
 #[cfg(test)]

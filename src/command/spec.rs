@@ -46,12 +46,22 @@ pub enum CommandKind {
     Slowlog,
     /// `SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]`
     Shutdown,
+    /// `MULTI`
+    Multi,
+    /// `EXEC`
+    Exec,
+    /// `DISCARD`
+    Discard,
+    /// `WATCH id [id ...]`
+    Watch,
+    /// `UNWATCH`
+    Unwatch,
 }
 
 impl CommandKind {
     /// The number of kinds: per-command counters are arrays of this size (plus one cell for
     /// unknown commands).
-    pub const COUNT: usize = CommandKind::Shutdown as usize + 1;
+    pub const COUNT: usize = CommandKind::Unwatch as usize + 1;
 
     /// This kind's position in per-command arrays, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -297,6 +307,56 @@ pub static COMMANDS: &[CommandSpec] = &[
         syntax: "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]",
         summary: "Stops the server: finishes in-flight commands, syncs the logs, exits 0.",
         group: "server",
+    },
+    CommandSpec {
+        name: "multi",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast"],
+        id_pos: None,
+        kind: CommandKind::Multi,
+        syntax: "",
+        summary: "Starts a transaction: lock commands of one hash slot are queued until EXEC.",
+        group: "transactions",
+    },
+    CommandSpec {
+        name: "exec",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "skip_slowlog"],
+        id_pos: None,
+        kind: CommandKind::Exec,
+        syntax: "",
+        summary: "Runs the queued commands in order, nothing in between, and answers their replies.",
+        group: "transactions",
+    },
+    CommandSpec {
+        name: "discard",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast"],
+        id_pos: None,
+        kind: CommandKind::Discard,
+        syntax: "",
+        summary: "Drops the queued commands and ends the transaction.",
+        group: "transactions",
+    },
+    CommandSpec {
+        name: "watch",
+        arity: -2,
+        flags: &["noscript", "loading", "stale", "fast"],
+        id_pos: None,
+        kind: CommandKind::Watch,
+        syntax: "id [id ...]",
+        summary: "Not supported: answers an error that says what to do instead.",
+        group: "transactions",
+    },
+    CommandSpec {
+        name: "unwatch",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast"],
+        id_pos: None,
+        kind: CommandKind::Unwatch,
+        syntax: "",
+        summary: "Answers OK: nothing is ever watched.",
+        group: "transactions",
     },
 ];
 

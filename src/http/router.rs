@@ -110,6 +110,11 @@ impl Router {
         match self.run(cmd).await {
             Some(Answer::Outcome(outcome)) => Ok(status::outcome_response(endpoint, outcome)),
             Some(Answer::Hangup) => Err(LostReply),
+            // A single command never comes back as a transaction's outcomes.
+            Some(Answer::Outcomes(_)) => Ok(status::text(
+                hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                bytes::Bytes::from_static(b"internal error"),
+            )),
             None => Ok(status::unavailable(UNAVAILABLE)),
         }
     }

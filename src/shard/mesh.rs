@@ -30,6 +30,8 @@ pub enum Answer {
     Outcome(Outcome),
     /// The command ran, but its caller gets no reply: the connection is closed instead.
     Hangup,
+    /// What each command of a transaction came to, in order.
+    Outcomes(Vec<Outcome>),
 }
 
 /// One message between shards.
@@ -43,6 +45,16 @@ pub enum Message {
         seq: u64,
         /// The command.
         cmd: Op,
+    },
+    /// Run a transaction's commands (all of one slot, owned by the receiving shard) in order,
+    /// nothing in between, and send back their outcomes.
+    Transaction {
+        /// The connection that sent EXEC, on the sending shard.
+        conn: ConnRef,
+        /// The reply slot it waits in.
+        seq: u64,
+        /// The queued commands.
+        ops: Vec<Op>,
     },
     /// The reply to a request this shard sent earlier.
     Reply {

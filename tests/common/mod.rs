@@ -583,6 +583,38 @@ impl RawConn {
         }
     }
 
+    /// Connects, or `None` if the server is not there (it may have been killed).
+    pub fn try_connect(addr: SocketAddr) -> Option<RawConn> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
+        Some(RawConn {
+            stream,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Writes all bytes; false if the connection failed (the server may have been killed).
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Reads `n` complete replies; `None` if the connection closes or fails first.
+    pub fn try_read_replies(&mut self, n: usize) -> Option<Vec<Vec<u8>>> {
+        let mut replies = Vec::with_capacity(n);
+        while replies.len() < n {
+            if let Some(len) = resp_frame_len(&self.pending) {
+                replies.push(self.pending.drain(..len).collect());
+                continue;
+            }
+            match self.fill() {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        Some(replies)
+    }
+
     /// Reads until the server closes the connection and returns everything
     /// received. Panics if the connection is still open after the timeout.
     pub fn read_until_closed(&mut self, timeout: Duration) -> Vec<u8> {

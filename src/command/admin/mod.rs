@@ -18,6 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::command::CommandKind;
+use crate::command::transaction::{self, Transaction};
 use crate::context::ServerContext;
 use crate::protocol::{Args, Protocol, Reply};
 
@@ -44,6 +45,8 @@ pub struct Session {
     pub created: Instant,
     /// Set by QUIT: close once the replies before it are written.
     pub close_after_reply: bool,
+    /// The transaction being queued, between MULTI and EXEC or DISCARD.
+    pub multi: Option<Transaction>,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
             local,
             created: Instant::now(),
             close_after_reply: false,
+            multi: None,
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn run(
             Reply::Ok
         }
         CommandKind::Reset => {
+            s.multi = None;
             s.protocol = Protocol::Resp2;
             s.name = None;
             s.authenticated = ctx.config.requirepass.is_none();
@@ -107,6 +112,26 @@ pub fn run(
         }
         CommandKind::Slowlog => slowlog::slowlog(args, ctx),
         CommandKind::Shutdown => return shutdown::shutdown(args, s, ctx),
+        CommandKind::Multi => {
+            if s.multi.is_some() {
+                transaction::NESTED
+            } else {
+                s.multi = Some(Transaction::default());
+                Reply::Ok
+            }
+        }
+        CommandKind::Discard => match s.multi.take() {
+            Some(_) => Reply::Ok,
+            None => transaction::DISCARD_WITHOUT_MULTI,
+        },
+        CommandKind::Watch if s.multi.is_some() => transaction::WATCH_INSIDE_MULTI,
+        CommandKind::Watch => transaction::WATCH_UNSUPPORTED,
+        CommandKind::Unwatch => Reply::Ok,
+        // The shard runs EXEC: its commands go to the shard owning their ids.
+        CommandKind::Exec => match s.multi.take() {
+            Some(_) => Reply::error("ERR internal: EXEC dispatched as an admin command"),
+            None => transaction::EXEC_WITHOUT_MULTI,
+        },
         CommandKind::Lock
         | CommandKind::Unlock
         | CommandKind::Complete

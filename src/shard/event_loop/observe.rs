@@ -29,7 +29,7 @@ use crate::metrics::histogram::bump_owned;
 use crate::metrics::slowlog::{Capture, SlowEntry};
 use crate::shard::mesh::Answer;
 use crate::table::{Op, Outcome};
-use crate::types::{Error, Origin, ShardId};
+use crate::types::{Error, LogRecord, Origin, ShardId};
 
 /// Who sent a command, as the slow log names them.
 #[derive(Clone, Copy)]
@@ -120,6 +120,41 @@ impl Core {
             return (Answer::Hangup, unlogged);
         }
         (Answer::Outcome(outcome), unlogged)
+    }
+
+    /// Runs a transaction's operations, all owned by this shard, in order with nothing in
+    /// between, each timed and counted as its own command. Chaos mode leaves transactions
+    /// alone. Their records go to the log as one group (when there are two or more), which
+    /// recovery applies whole or not at all. Returns the outcomes and whether they depend on
+    /// records not yet in the log.
+    pub(super) fn run_transaction(
+        &mut self,
+        ops: Vec<Op>,
+        origin: Origin,
+        client: Client<'_>,
+    ) -> (Vec<Outcome>, bool) {
+        let start = self.records.len();
+        self.records.push(LogRecord::Group { count: 0 });
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let row = kind_of(&op).index();
+            let capture = (self.ctx.config.slowlog_log_slower_than >= 0).then(|| Capture::of(&op));
+            let (outcome, _) = self.apply_local(op, origin);
+            let elapsed = self.lap();
+            self.observe(row, Counted::of(&outcome), elapsed, client, || {
+                capture.map(|c| c.args()).unwrap_or_default()
+            });
+            outcomes.push(outcome);
+        }
+        let count = self.records.len() - start - 1;
+        if count < 2 {
+            self.records.remove(start);
+        } else if let Some(marker) = self.records.get_mut(start) {
+            *marker = LogRecord::Group {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            };
+        }
+        (outcomes, !self.records.is_empty())
     }
 
     /// Starts timing a batch of commands.

@@ -6,11 +6,12 @@ use tracing::debug;
 
 use super::{Ack, Client, Core};
 use crate::command::admin::{self, NOAUTH, Session};
-use crate::command::{self, lookup, unknown_command, wrong_arity};
+use crate::command::{self, CommandKind, lookup, transaction, unknown_command, wrong_arity};
 use crate::metrics::commands::{Outcome, UNKNOWN};
 use crate::net::connection::Connection;
 use crate::protocol::{Args, Decoded, Reply, RequestDecoder};
 use crate::shard::mesh::{Answer, Message};
+use crate::table::Op;
 use crate::types::{ConnRef, Origin, shard_for};
 
 impl Core {
@@ -22,17 +23,61 @@ impl Core {
         let stats = &self.ctx.shards[self.id].commands;
         let Some(spec) = lookup(name) else {
             stats.count(UNKNOWN, Outcome::Rejected);
-            conn.push(unknown_command(args), protocol);
+            let reply = conn.doom(unknown_command(args));
+            conn.push(reply, protocol);
             return;
         };
         if !spec.arity_ok(args.len()) {
             stats.count(spec.kind.index(), Outcome::Rejected);
-            conn.push(wrong_arity(spec.name), protocol);
+            let reply = conn.doom(wrong_arity(spec.name));
+            conn.push(reply, protocol);
             return;
         }
         if !conn.session.authenticated && !spec.allowed_before_auth() {
             stats.count(spec.kind.index(), Outcome::Rejected);
-            conn.push(NOAUTH, protocol);
+            let reply = conn.doom(NOAUTH);
+            conn.push(reply, protocol);
+            return;
+        }
+        if let Some(tx) = conn.session.multi.as_mut()
+            && !matches!(
+                spec.kind,
+                CommandKind::Multi
+                    | CommandKind::Exec
+                    | CommandKind::Discard
+                    | CommandKind::Watch
+                    | CommandKind::Unwatch
+                    | CommandKind::Quit
+                    | CommandKind::Reset
+            )
+        {
+            let reply = match command::parse(spec, args, &self.ctx.limits) {
+                Some(Ok(op)) => {
+                    let size = args.iter_from(0).map(<[u8]>::len).sum();
+                    let limit = usize::try_from(self.ctx.config.security.client_query_buffer_limit)
+                        .unwrap_or(usize::MAX);
+                    tx.queue(op, size, limit)
+                }
+                Some(Err(error)) => {
+                    stats.count(spec.kind.index(), Outcome::of_error(error));
+                    tx.refuse(error.into())
+                }
+                None => {
+                    stats.count(spec.kind.index(), Outcome::Rejected);
+                    tx.refuse(transaction::not_queueable(spec.name))
+                }
+            };
+            conn.push(reply, protocol);
+            return;
+        }
+        if spec.kind == CommandKind::Exec
+            && let Some(tx) = conn.session.multi.take()
+        {
+            stats.count(spec.kind.index(), Outcome::Ok);
+            match tx.into_ops() {
+                Ok(ops) => self.exec(ops, conn, cref),
+                Err(abort) => conn.push(abort, protocol),
+            }
             return;
         }
         match command::parse(spec, args, &self.ctx.limits) {
@@ -49,6 +94,7 @@ impl Core {
                         self.run_observed(cmd, origin, Client::Session(conn.session));
                     let reply = match answer {
                         Answer::Outcome(outcome) => command::reply(outcome),
+                        Answer::Outcomes(outcomes) => Some(transaction::exec_reply(outcomes)),
                         Answer::Hangup => {
                             conn.output.push_hangup();
                             return;
@@ -110,6 +156,48 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Runs a transaction's operations (all of one slot) on the shard owning their ids: here at
+    /// once, or as one message to the owner. The reply is the array of their replies.
+    fn exec(&mut self, ops: Vec<Op>, conn: &mut ConnParts<'_>, cref: ConnRef) {
+        let protocol = conn.session.protocol;
+        let Some(first) = ops.first() else {
+            conn.push(Reply::Array(Vec::new()), protocol);
+            return;
+        };
+        let owner = shard_for(first.id(), self.shards);
+        if owner == self.id {
+            let seq = conn.output.next_seq();
+            let origin = Origin::Conn {
+                shard: self.id,
+                conn: cref,
+                seq,
+            };
+            let (outcomes, unlogged) =
+                self.run_transaction(ops, origin, Client::Session(conn.session));
+            conn.push(transaction::exec_reply(outcomes), protocol);
+            if unlogged {
+                self.acks.push(Ack::Local {
+                    slot: cref.slot,
+                    conn_id: cref.conn_id,
+                    seq,
+                });
+            }
+        } else {
+            let seq = conn.output.push_pending(protocol);
+            self.forwarded += 1;
+            self.mesh.push(
+                owner,
+                Message::Transaction {
+                    conn: cref,
+                    seq,
+                    ops,
+                },
+            );
+        }
+    }
+}
+
 /// The parts of a connection a command may change while its input buffer is borrowed.
 struct ConnParts<'a> {
     session: &'a mut Session,
@@ -119,6 +207,15 @@ struct ConnParts<'a> {
 impl ConnParts<'_> {
     fn push(&mut self, reply: Reply, protocol: crate::protocol::Protocol) {
         self.output.push_ready(reply, protocol);
+    }
+
+    /// Passes on an error for a command refused before it ran; inside `MULTI` it also dooms
+    /// the transaction, as in Redis.
+    fn doom(&mut self, error: Reply) -> Reply {
+        match self.session.multi.as_mut() {
+            Some(tx) => tx.refuse(error),
+            None => error,
+        }
     }
 }
 

@@ -76,6 +76,26 @@ impl<C: Clock> Shard<C> {
                         self.core.mesh.push(from, msg);
                     }
                 }
+                Message::Transaction { conn, seq, ops } => {
+                    let origin = Origin::Conn {
+                        shard: from,
+                        conn,
+                        seq,
+                    };
+                    let (outcomes, unlogged) =
+                        self.core.run_transaction(ops, origin, Client::Shard(from));
+                    if unlogged {
+                        let index = self.core.mesh.queued(from);
+                        self.core.acks.push(Ack::Remote { shard: from, index });
+                    }
+                    let msg = Message::Reply {
+                        conn,
+                        seq,
+                        answer: Answer::Outcomes(outcomes),
+                        grant: None,
+                    };
+                    self.core.mesh.push(from, msg);
+                }
                 Message::Reply {
                     conn,
                     seq,
@@ -107,6 +127,9 @@ impl<C: Clock> Shard<C> {
                     command::reply(outcome).is_some_and(|reply| c.output.fill(seq, reply))
                 }
                 Answer::Hangup => c.output.fill_hangup(seq),
+                Answer::Outcomes(outcomes) => c
+                    .output
+                    .fill(seq, command::transaction::exec_reply(outcomes)),
             },
             _ => false,
         };
