@@ -629,3 +629,42 @@ print(json.dumps(out, default=lambda v: v.decode() if isinstance(v, bytes) else 
         assert_eq!(v["async"], serde_json::json!([32, 32]), "{v}");
     }
 }
+
+/// `CLIENT HELP`, `CONFIG HELP` and `COMMAND HELP` answer help text as `SLOWLOG HELP` does,
+/// and the `CLIENT MAINT_NOTIFICATIONS` that redis-py and ioredis send on connect gets an
+/// error that says what it is, not an unknown subcommand.
+#[test]
+fn help_subcommands_and_maint_notifications() {
+    let server = Server::start(&[]);
+    let mut con = server.connection(Proto::Resp2);
+    for name in ["CLIENT", "CONFIG", "COMMAND", "SLOWLOG"] {
+        let help: Vec<String> = redis::cmd(name)
+            .arg("HELP")
+            .query(&mut con)
+            .unwrap_or_else(|e| panic!("{name} HELP: {e}"));
+        assert!(
+            help[0].starts_with(&format!("{name} <subcommand>")),
+            "{name}: {help:?}"
+        );
+        assert!(help.iter().any(|l| l == "HELP"), "{name}: {help:?}");
+    }
+    let err = expect_err(
+        redis::cmd("CLIENT")
+            .arg(&[
+                "MAINT_NOTIFICATIONS",
+                "ON",
+                "moving-endpoint-type",
+                "internal-ip",
+            ])
+            .query::<Value>(&mut con),
+        "ERR",
+        &[],
+        "CLIENT MAINT_NOTIFICATIONS",
+    );
+    assert!(
+        err.to_string().contains("no maintenance notifications"),
+        "{err}"
+    );
+    let ok: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(ok, "PONG");
+}

@@ -1,4 +1,4 @@
-//! `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO`.
+//! `CLIENT SETNAME | GETNAME | SETINFO | ID | INFO | HELP`.
 
 use bytes::Bytes;
 
@@ -15,9 +15,33 @@ pub fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
 }
 
+/// `CLIENT HELP`, in Redis's layout.
+const HELP: [&str; 13] = [
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `CLIENT MAINT_NOTIFICATIONS ...`, sent on connect by redis-py and ioredis: this server
+/// has no maintenance notifications to send, and says so (those clients carry on quietly).
+const NO_MAINT_NOTIFICATIONS: Reply = Reply::error(
+    "ERR CLIENT MAINT_NOTIFICATIONS is not supported: this server sends no maintenance \
+     notifications",
+);
+
 /// # Format
 /// ```text
-/// CLIENT SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | ID | INFO
+/// CLIENT SETNAME name | GETNAME | SETINFO LIB-NAME|LIB-VER value | ID | INFO | HELP
 /// ```
 pub fn client(args: &Args<'_>, s: &mut Session, _ctx: &ServerContext) -> Reply {
     let sub = args.get(1).unwrap_or_default();
@@ -59,6 +83,10 @@ pub fn client(args: &Args<'_>, s: &mut Session, _ctx: &ServerContext) -> Reply {
         Reply::Integer(s.id as i64)
     } else if is("INFO") && n == 2 {
         Reply::Verbatim(info_line(s))
+    } else if is("HELP") && n == 2 {
+        Reply::Array(HELP.iter().map(|l| Reply::Simple(l)).collect())
+    } else if is("MAINT_NOTIFICATIONS") {
+        NO_MAINT_NOTIFICATIONS
     } else if is("SETNAME") || is("GETNAME") || is("SETINFO") || is("ID") || is("INFO") {
         Reply::Error(
             format!(

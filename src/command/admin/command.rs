@@ -4,9 +4,24 @@ use crate::command::admin::unknown_subcommand;
 use crate::command::{COMMANDS, CommandSpec, lookup};
 use crate::protocol::{Args, Reply};
 
+/// `COMMAND HELP`, in Redis's layout.
+const HELP: [&str; 11] = [
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands in this server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple commands.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple commands.",
+    "HELP",
+    "    Print this help.",
+];
+
 /// # Format
 /// ```text
-/// COMMAND [COUNT | INFO [name ...] | DOCS [name ...]]
+/// COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | HELP]
 /// ```
 pub fn command(args: &Args<'_>) -> Reply {
     let Some(sub) = args.get(1) else {
@@ -23,6 +38,8 @@ pub fn command(args: &Args<'_>) -> Reply {
                 .map(|name| lookup(name).map_or(Reply::Null, info))
                 .collect(),
         )
+    } else if sub.eq_ignore_ascii_case(b"HELP") && args.len() == 2 {
+        Reply::Array(HELP.iter().map(|l| Reply::Simple(l)).collect())
     } else if sub.eq_ignore_ascii_case(b"DOCS") {
         let specs: Vec<&CommandSpec> = if args.len() == 2 {
             COMMANDS.iter().collect()

@@ -4,9 +4,20 @@ use crate::command::admin::unknown_subcommand;
 use crate::context::ServerContext;
 use crate::protocol::{Args, Reply};
 
+/// `CONFIG HELP`, in Redis's layout.
+const HELP: [&str; 7] = [
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Not supported: settings change with a restart.",
+    "HELP",
+    "    Print this help.",
+];
+
 /// # Format
 /// ```text
-/// CONFIG GET pattern [pattern ...]
+/// CONFIG GET pattern [pattern ...] | HELP
 /// ```
 /// Patterns are globs (`*`, `?`). Replies with a map of matching names to values. The password
 /// is never reported. `CONFIG SET` is refused: settings change with a restart.
@@ -23,6 +34,8 @@ pub fn config(args: &Args<'_>, ctx: &ServerContext) -> Reply {
             .map(|(name, value)| (Reply::bulk(name), Reply::bulk(value)))
             .collect();
         Reply::Map(pairs)
+    } else if sub.eq_ignore_ascii_case(b"HELP") && args.len() == 2 {
+        Reply::Array(HELP.iter().map(|l| Reply::Simple(l)).collect())
     } else if sub.eq_ignore_ascii_case(b"SET") {
         Reply::error("ERR CONFIG SET is not supported: restart the server with the new setting")
     } else {
