@@ -231,3 +231,67 @@ fn protected_mode_refuses_remote_clients_without_a_password() {
     raw.expect_bytes(b"+PONG\r\n", "PING with protected mode off");
     assert_eq!(http(&server, "/lock?id=remote", &[]).status, 200);
 }
+
+/// HTTP Basic with the user `default` and the password is accepted, as `curl -u` and requests'
+/// `auth=` send it; a right password is never called wrong.
+#[test]
+fn http_basic_auth_with_the_default_user() {
+    let server = Server::start(&["--shards", "2", "--requirepass", "s3cret"]);
+    // base64("default:s3cret"), base64(":s3cret"), base64("default:nope"), base64("alice:s3cret")
+    let r = http(
+        &server,
+        "/lock?id=b1",
+        &["Authorization: Basic ZGVmYXVsdDpzM2NyZXQ="],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = http(
+        &server,
+        "/lock?id=b2",
+        &["Authorization: Basic OnMzY3JldA=="],
+    );
+    assert_eq!(r.status, 200, "no user is the default user: {r:?}");
+    let r = http(
+        &server,
+        "/lock?id=b3",
+        &["Authorization: Basic ZGVmYXVsdDpub3Bl"],
+    );
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "unauthorized: wrong password")
+    );
+    let r = http(
+        &server,
+        "/lock?id=b3",
+        &["Authorization: Basic YWxpY2U6czNjcmV0"],
+    );
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "unauthorized: the only user is default")
+    );
+
+    if let Some(curl) = common::require_tool("curl") {
+        let url = format!("http://{}/lock?id=curl-basic", server.http_addr);
+        let out = std::process::Command::new(curl)
+            .args(["-s", "-w", " %{http_code}", "-u", "default:s3cret", &url])
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.ends_with(" 200"), "curl -u default:PASS: {text:?}");
+    }
+    if let Some(python) = common::require_python_module("requests") {
+        let script = "import sys, requests\n\
+                      r = requests.get(sys.argv[1], params={'id': 'py basic'}, auth=('default', 's3cret'))\n\
+                      print(r.status_code)";
+        let url = format!("http://{}/lock", server.http_addr);
+        let out = std::process::Command::new(python)
+            .args(["-c", script, &url])
+            .output()
+            .expect("run python3");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "200",
+            "requests auth=: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -3,9 +3,10 @@
 //!
 //! Invariants:
 //! - With a password (`--requirepass`), every path but [`OPEN_PATHS`] needs
-//!   `Authorization: Bearer <password>`; anything else gets 401 with `WWW-Authenticate: Bearer`
-//!   and no hint of what the password is. The comparison takes the same time whatever the
-//!   token, like AUTH over RESP.
+//!   `Authorization: Bearer <password>`, or `Basic` with the user `default` (or none) and the
+//!   password, as `curl -u default:PASS` and requests' `auth=` send it; anything else gets 401
+//!   with `WWW-Authenticate: Bearer` and no hint of what the password is. The comparison takes
+//!   the same time whatever the token, like AUTH over RESP.
 //! - Under protected mode (no password, `--protected-mode yes`) a client that did not connect
 //!   over loopback gets 403 with Redis's explanation on every path but [`OPEN_PATHS`], and the
 //!   connection closes. Probes on [`OPEN_PATHS`] say nothing about the locks, so they stay open
@@ -65,10 +66,59 @@ impl Gate {
                 "unauthorized: send Authorization: Bearer <password>",
                 false,
             )),
-            Some(value) if bearer_matches(value.as_bytes(), password) => None,
-            Some(_) => Some(unauthorized("unauthorized: wrong password", true)),
+            Some(value) => match credentials(value.as_bytes(), password) {
+                Credentials::Match => None,
+                Credentials::OtherUser => {
+                    Some(unauthorized("unauthorized: the only user is default", true))
+                }
+                Credentials::Wrong => Some(unauthorized("unauthorized: wrong password", true)),
+            },
         }
     }
+}
+
+/// What an `Authorization` header value comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credentials {
+    /// `Bearer <password>`, or `Basic` with the user `default` or none and the password.
+    Match,
+    /// `Basic` with a user other than `default`: there is no other user (as over RESP).
+    OtherUser,
+    /// Anything else: a wrong password, another scheme, or a malformed value.
+    Wrong,
+}
+
+fn credentials(value: &[u8], password: &[u8]) -> Credentials {
+    if bearer_matches(value, password) {
+        return Credentials::Match;
+    }
+    match basic_credentials(value) {
+        Some((user, pass)) if user.is_empty() || user == b"default" => {
+            if access::password_matches(password, &pass) {
+                Credentials::Match
+            } else {
+                Credentials::Wrong
+            }
+        }
+        Some(_) => Credentials::OtherUser,
+        None => Credentials::Wrong,
+    }
+}
+
+/// The user and password of an `Authorization: Basic <base64(user:password)>` value (scheme
+/// in any case); `None` for another scheme or a value that does not decode.
+fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    let (scheme, encoded) = value.split_first_chunk::<6>()?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_ascii())
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let (user, pass) = decoded.split_at(colon);
+    Some((user.to_vec(), pass.get(1..).unwrap_or_default().to_vec()))
 }
 
 /// Whether an `Authorization` header value is `Bearer <password>` (scheme in any case). The
@@ -117,6 +167,38 @@ fn denied() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_with_the_default_user_or_none() {
+        use base64::Engine as _;
+        let basic = |s: &str| {
+            let mut v = b"Basic ".to_vec();
+            v.extend(base64::engine::general_purpose::STANDARD.encode(s).bytes());
+            v
+        };
+        assert_eq!(credentials(&basic("default:pw"), b"pw"), Credentials::Match);
+        assert_eq!(credentials(&basic(":pw"), b"pw"), Credentials::Match);
+        assert_eq!(
+            credentials(&basic("default:p:w"), b"p:w"),
+            Credentials::Match
+        );
+        assert_eq!(
+            credentials(b"basic ZGVmYXVsdDpwdw==", b"pw"),
+            Credentials::Match
+        );
+        assert_eq!(
+            credentials(&basic("default:nope"), b"pw"),
+            Credentials::Wrong
+        );
+        assert_eq!(
+            credentials(&basic("alice:pw"), b"pw"),
+            Credentials::OtherUser
+        );
+        assert_eq!(credentials(&basic("no-colon"), b"pw"), Credentials::Wrong);
+        assert_eq!(credentials(b"Basic !!!", b"pw"), Credentials::Wrong);
+        assert_eq!(credentials(b"Bearer pw", b"pw"), Credentials::Match);
+        assert_eq!(credentials(b"Digest pw", b"pw"), Credentials::Wrong);
+    }
 
     fn gate(args: &[&str]) -> Gate {
         let config =
