@@ -410,3 +410,110 @@ fn default_lease_applies_to_plain_locks() {
         "old key",
     );
 }
+
+/// Sends `LOCK id WAIT 60000` on a fresh raw connection, waits until it is queued (STATUS
+/// counts `waiting` waiters), and closes the connection, as a client that gave up would.
+fn wait_and_leave(server: &Server, holder: &mut Connection, id: &str, waiting: i64) {
+    let mut raw = server.raw();
+    raw.send(&common::encode_command(&[
+        b"LOCK",
+        id.as_bytes(),
+        b"WAIT",
+        b"60000",
+    ]));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            int(&status(holder, id)["waiters"]) == waiting
+        }),
+        "{id}: the wait was never queued"
+    );
+}
+
+/// A client that sends `LOCK id WAIT` and closes is never granted the id: its wait is dropped
+/// when its connection goes (STATUS stops counting it), and the holder's UNLOCK frees the id.
+/// Run on ids of both shards, from connections of both shards.
+#[test]
+fn a_waiter_that_has_gone_is_never_granted() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut holder = server.connection(Proto::Resp2);
+    for n in 0..12 {
+        let id = format!("job-{n}");
+        let key = expect_key(lock(&mut holder, &[&id]), "LOCK");
+        wait_and_leave(&server, &mut holder, &id, 1);
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                int(&status(&mut holder, &id)["waiters"]) == 0
+            }),
+            "{id}: the closed waiter still counts"
+        );
+        expect_ok(cmd(&mut holder, "UNLOCK", &[&id, &key]), "UNLOCK");
+        thread::sleep(Duration::from_millis(50));
+        let s = status(&mut holder, &id);
+        assert_eq!(
+            common::value_text(&s["state"]).as_deref(),
+            Some("free"),
+            "{id}: {s:?}"
+        );
+        expect_key(lock(&mut holder, &[&id]), "the id can be locked again");
+    }
+}
+
+/// The close and the UNLOCK race: whichever comes first, the id never stays locked by a
+/// client that has gone.
+#[test]
+fn a_waiter_closing_while_the_lock_is_released_never_keeps_it() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut holder = server.connection(Proto::Resp2);
+    for n in 0..100 {
+        let id = format!("race-{n}");
+        let key = expect_key(lock(&mut holder, &[&id]), "LOCK");
+        let mut raw = server.raw();
+        raw.send(&common::encode_command(&[
+            b"LOCK",
+            id.as_bytes(),
+            b"WAIT",
+            b"60000",
+        ]));
+        assert!(eventually(Duration::from_secs(5), || {
+            int(&status(&mut holder, &id)["waiters"]) == 1
+        }));
+        drop(raw);
+        expect_ok(cmd(&mut holder, "UNLOCK", &[&id, &key]), "UNLOCK");
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                common::value_text(&status(&mut holder, &id)["state"]).as_deref() == Some("free")
+            }),
+            "{id}: held by a client that has gone: {:?}",
+            status(&mut holder, &id)
+        );
+    }
+}
+
+/// Abandoned waiters do not fill the queue: with `--max-waiters 4`, ten clients that queued
+/// and left do not stop a live `LOCK ... WAIT`, which gets the id when it is freed.
+#[test]
+fn abandoned_waiters_do_not_fill_the_queue() {
+    let server = Server::start(&["--shards", "2", "--max-waiters", "4"]);
+    let mut holder = server.connection(Proto::Resp2);
+    let key = expect_key(lock(&mut holder, &["full"]), "LOCK");
+    for _ in 0..10 {
+        wait_and_leave(&server, &mut holder, "full", 1);
+        assert!(eventually(Duration::from_secs(5), || {
+            int(&status(&mut holder, "full")["waiters"]) == 0
+        }));
+    }
+    assert!(eventually(Duration::from_secs(5), || {
+        int(&status(&mut holder, "full")["waiters"]) == 0
+    }));
+    let addr = server.url(Proto::Resp2);
+    let live = thread::spawn(move || {
+        let mut con = redis::Client::open(addr).unwrap().get_connection().unwrap();
+        lock(&mut con, &["full", "WAIT", "10000"])
+    });
+    assert!(eventually(Duration::from_secs(5), || {
+        int(&status(&mut holder, "full")["waiters"]) == 1
+    }));
+    expect_ok(cmd(&mut holder, "UNLOCK", &["full", &key]), "UNLOCK");
+    let got = live.join().unwrap();
+    expect_key(got, "the live waiter gets the id");
+}

@@ -21,6 +21,11 @@ use std::io::{self, Read, Write};
 use crate::command::admin::Session;
 use crate::net::stream::Stream;
 use crate::protocol::{Protocol, Reply};
+use crate::types::{Id, KeyBytes};
+
+/// A lock granted to a waiting `LOCK ... WAIT` of this connection: given back if the
+/// connection closes before the reply carrying it is written whole.
+pub type Grant = (Id, KeyBytes);
 
 /// Stop reading a connection's requests while this many replies wait in its queue.
 const MAX_QUEUED_REPLIES: usize = 8 * 1024;
@@ -104,6 +109,8 @@ enum Content {
 #[derive(Debug)]
 struct Slot {
     content: Content,
+    /// The grant this slot's reply carries, if it answers a waiting LOCK.
+    grant: Option<Box<Grant>>,
     /// The protocol in force when the request was read, so a later HELLO does not change how
     /// earlier replies are encoded.
     protocol: Protocol,
@@ -126,6 +133,11 @@ pub struct Output {
     limit: usize,
     /// A hang-up reached the front: nothing more is sent, the connection closes.
     hung_up: bool,
+    /// Grants whose replies are encoded but not yet written whole, each with the value of
+    /// `sent` at which its last byte will have gone; and grants of slots a hang-up dropped.
+    unsent_grants: Vec<(u64, Grant)>,
+    /// Queued slots that carry a grant.
+    grant_slots: usize,
 }
 
 impl Output {
@@ -142,6 +154,7 @@ impl Output {
         self.queued_bytes += approx_len(&reply);
         self.slots.push_back(Slot {
             content: Content::Ready(reply),
+            grant: None,
             protocol,
         });
     }
@@ -151,6 +164,7 @@ impl Output {
     pub fn push_hangup(&mut self) {
         self.slots.push_back(Slot {
             content: Content::Hangup,
+            grant: None,
             protocol: Protocol::Resp2,
         });
     }
@@ -165,6 +179,7 @@ impl Output {
         let seq = self.head_seq + self.slots.len() as u64;
         self.slots.push_back(Slot {
             content: Content::Pending,
+            grant: None,
             protocol,
         });
         seq
@@ -178,6 +193,54 @@ impl Output {
             self.queued_bytes += len;
         }
         filled
+    }
+
+    /// [`Output::fill`] with the grant the reply carries, kept until the reply is written
+    /// whole ([`Output::take_unsent_grants`]). Hands the grant back if there is no such
+    /// pending slot.
+    pub fn fill_grant(
+        &mut self,
+        seq: u64,
+        reply: Reply,
+        grant: Option<Grant>,
+    ) -> Result<(), Option<Grant>> {
+        if !self.fill(seq, reply) {
+            return Err(grant);
+        }
+        if let Some(grant) = grant
+            && let Some(slot) = seq
+                .checked_sub(self.head_seq)
+                .and_then(|i| self.slots.get_mut(i as usize))
+        {
+            slot.grant = Some(Box::new(grant));
+            self.grant_slots += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether some reply not yet written whole may carry a grant (cheap: checked before
+    /// every write).
+    pub fn holds_grants(&self) -> bool {
+        self.grant_slots > 0 || !self.unsent_grants.is_empty()
+    }
+
+    /// The grants whose replies have not been written whole: the connection is closing, so
+    /// nobody will hold them, and the caller gives them back.
+    pub fn take_unsent_grants(&mut self) -> Vec<Grant> {
+        let sent = self.sent;
+        let mut grants: Vec<Grant> = std::mem::take(&mut self.unsent_grants)
+            .into_iter()
+            .filter(|(end, _)| *end > sent)
+            .map(|(_, g)| g)
+            .collect();
+        grants.extend(
+            self.slots
+                .iter_mut()
+                .filter_map(|s| s.grant.take())
+                .map(|g| *g),
+        );
+        self.grant_slots = 0;
+        grants
     }
 
     /// Puts a hang-up in the pending slot `seq` (its reply is lost on purpose). Returns false
@@ -224,13 +287,23 @@ impl Output {
                 Content::Hangup => {
                     self.hung_up = true;
                     self.head_seq += self.slots.len() as u64;
-                    self.slots.clear();
+                    // Dropped unsent: their grants are never delivered.
+                    for g in self.slots.drain(..).filter_map(|s| s.grant) {
+                        self.grant_slots -= 1;
+                        self.unsent_grants.push((u64::MAX, *g));
+                    }
                     break;
                 }
             };
             self.queued_bytes = self.queued_bytes.saturating_sub(approx_len(reply));
             reply.encode(slot.protocol, &mut self.buf);
-            self.slots.pop_front();
+            if let Some(slot) = self.slots.pop_front()
+                && let Some(grant) = slot.grant
+            {
+                self.grant_slots -= 1;
+                let end = self.sent + (self.buf.len() - self.written) as u64;
+                self.unsent_grants.push((end, *grant));
+            }
             self.head_seq += 1;
         }
         if self.slots.is_empty() {
@@ -255,6 +328,10 @@ impl Output {
         }
         self.buf.clear();
         self.written = 0;
+        if !self.unsent_grants.is_empty() {
+            let sent = self.sent;
+            self.unsent_grants.retain(|(end, _)| *end > sent);
+        }
         if self.buf.capacity() > KEEP_OUTPUT_CAPACITY {
             self.buf = Vec::new();
         }
@@ -351,6 +428,12 @@ pub struct Connection {
     pub dirty: bool,
     /// When bytes last moved in either direction (unix ms), for `--timeout`.
     pub last_active_ms: u64,
+    /// A `LOCK ... WAIT` was sent: when the connection closes, its waits are cancelled on
+    /// every shard.
+    pub waited: bool,
+    /// The peer closed its side: the rest of its input is read up to the end, then the
+    /// connection closes.
+    pub peer_closed: bool,
 }
 
 impl Connection {
@@ -366,6 +449,8 @@ impl Connection {
             closing: false,
             dirty: false,
             last_active_ms: now_ms,
+            waited: false,
+            peer_closed: false,
         }
     }
 }
@@ -411,6 +496,69 @@ mod tests {
         let mut sink = Vec::new();
         assert!(out.write_to(&mut sink).unwrap());
         assert!(out.is_idle());
+    }
+
+    fn grant(n: u8) -> Grant {
+        (vec![n].into_boxed_slice(), [n; 16])
+    }
+
+    #[test]
+    fn grants_are_handed_back_until_their_reply_is_written_whole() {
+        let mut out = Output::default();
+        let a = out.push_pending(Protocol::Resp2);
+        let b = out.push_pending(Protocol::Resp2);
+        assert!(!out.holds_grants());
+        assert!(
+            out.fill_grant(a, Reply::Key([1; 16]), Some(grant(1)))
+                .is_ok()
+        );
+        assert_eq!(
+            out.fill_grant(a, Reply::Key([1; 16]), Some(grant(9))),
+            Err(Some(grant(9))),
+            "a filled slot hands the grant back"
+        );
+        assert!(out.holds_grants());
+        out.encode_ready();
+        // Half of the first reply is written: its grant is not delivered.
+        let mut sink = Sink {
+            room: 10,
+            held: false,
+        };
+        assert!(!out.write_to(&mut sink).unwrap());
+        assert!(
+            out.fill_grant(b, Reply::Key([2; 16]), Some(grant(2)))
+                .is_ok()
+        );
+        let mut back = out.take_unsent_grants();
+        back.sort();
+        assert_eq!(back, vec![grant(1), grant(2)]);
+        assert!(!out.holds_grants());
+    }
+
+    #[test]
+    fn a_written_grant_is_delivered_and_a_dropped_one_is_not() {
+        let mut out = Output::default();
+        let a = out.push_pending(Protocol::Resp2);
+        assert!(
+            out.fill_grant(a, Reply::Key([1; 16]), Some(grant(1)))
+                .is_ok()
+        );
+        out.encode_ready();
+        let mut all = Vec::new();
+        assert!(out.write_to(&mut all).unwrap());
+        assert!(!out.holds_grants());
+        assert!(out.take_unsent_grants().is_empty());
+
+        let h = out.push_pending(Protocol::Resp2);
+        let b = out.push_pending(Protocol::Resp2);
+        assert!(
+            out.fill_grant(b, Reply::Key([2; 16]), Some(grant(2)))
+                .is_ok()
+        );
+        assert!(out.fill_hangup(h));
+        out.encode_ready();
+        assert!(out.hung_up());
+        assert_eq!(out.take_unsent_grants(), vec![grant(2)]);
     }
 
     /// A sink that takes `room` bytes, then would block; `flush` blocks while `held`.

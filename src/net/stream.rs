@@ -30,6 +30,25 @@ impl Stream {
         matches!(self, Stream::Plain(_))
     }
 
+    /// Whether the peer has closed its side and sent nothing more: a peek at the socket finds
+    /// its end (or an error). Used before handing a lock to a connection, so that a client
+    /// that went away is not given one. Data still unread reads as open.
+    pub fn peer_has_closed(&self) -> bool {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.tcp,
+        };
+        let mut byte = [0u8; 1];
+        match tcp.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
     fn tcp(&mut self) -> &mut TcpStream {
         match self {
             Stream::Plain(s) => s,

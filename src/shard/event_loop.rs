@@ -259,7 +259,9 @@ impl<C: Clock> Shard<C> {
                     continue;
                 }
                 let idx = event.token().0;
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                if event.is_read_closed() || event.is_error() {
+                    self.hang_up(idx);
+                } else if event.is_readable() {
                     self.serve(idx);
                 }
                 if event.is_writable() {
@@ -313,6 +315,10 @@ impl<C: Clock> Shard<C> {
         let mut drained = false;
         loop {
             run_requests(&mut self.core, &mut self.decoder, conn, cref);
+            if conn.paused && conn.peer_closed {
+                self.close(idx);
+                return;
+            }
             if conn.paused || conn.closing {
                 break;
             }
@@ -325,13 +331,14 @@ impl<C: Clock> Shard<C> {
             }
             match conn.input.read_from(&mut conn.stream) {
                 Ok((0, _)) => {
-                    // The peer closed: nothing more can be read, and nobody reads replies.
-                    self.close(idx);
+                    // The peer closed: nothing more can be read.
+                    self.finish(idx);
                     return;
                 }
                 Ok((_, short)) => {
                     conn.last_active_ms = self.core.now_ms;
-                    drained = short && conn.stream.short_read_drains();
+                    // After a hang-up, read on until the end is seen.
+                    drained = short && conn.stream.short_read_drains() && !conn.peer_closed;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -343,6 +350,37 @@ impl<C: Clock> Shard<C> {
             }
         }
         self.mark_dirty(idx);
+    }
+
+    /// The peer of connection `idx` closed its side (or the socket failed): read what it sent
+    /// before, up to the end, then close, as Redis does when a read finds the end. Nobody
+    /// reads the replies of a client that has gone, and a grant must not go to it. A
+    /// connection whose reading is paused is closed at once: its unread requests would only
+    /// make replies that nobody reads.
+    fn hang_up(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.peer_closed = true;
+        if conn.paused || self.stopping {
+            self.close(idx);
+        } else {
+            self.serve(idx);
+        }
+    }
+
+    /// Closes connection `idx` after its peer closed: the replies that are ready go out in
+    /// one attempt (a half-closed client may still read them), unless one carries a lock,
+    /// which a client that has gone must not be given: then nothing is written, and
+    /// [`Shard::close`] gives the locks back.
+    fn finish(&mut self, idx: usize) {
+        if let Some(conn) = self.conns.get_mut(idx) {
+            conn.output.encode_ready();
+            if !conn.output.holds_grants() {
+                let _ = conn.output.write_to(&mut conn.stream);
+            }
+        }
+        self.close(idx);
     }
 
     fn mark_dirty(&mut self, idx: usize) {
@@ -363,6 +401,12 @@ impl<C: Clock> Shard<C> {
         conn.output.encode_ready();
         if conn.output.hung_up() {
             conn.closing = true;
+        }
+        // A lock goes only to a connection known to be open: if its peer closed meanwhile
+        // (during the log sync, say), close instead, and the lock is given back.
+        if conn.output.holds_grants() && (conn.peer_closed || conn.stream.peer_has_closed()) {
+            self.close(idx);
+            return;
         }
         let sent = conn.output.sent();
         match conn.output.write_to(&mut conn.stream) {
@@ -392,11 +436,31 @@ impl<C: Clock> Shard<C> {
         }
     }
 
+    /// Closes connection `idx`. Nobody will read its replies, so what was owed to it is
+    /// taken back: the locks granted to its waits whose replies were not written whole are
+    /// given back (at the start of the next iteration, as an UNLOCK would), and its queued
+    /// `LOCK ... WAIT`s are dropped here and on every other shard.
     fn close(&mut self, idx: usize) {
         if self.conns.contains(idx) {
             let mut conn = self.conns.remove(idx);
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.core.orphaned.extend(conn.output.take_unsent_grants());
+            if conn.waited {
+                let gone = ConnRef {
+                    slot: idx as u32,
+                    conn_id: conn.session.id,
+                };
+                let me = self.core.id;
+                self.core.table.cancel_waiters(|origin| {
+                    matches!(origin, Origin::Conn { shard, conn, .. } if *shard == me && *conn == gone)
+                });
+                for shard in (0..self.core.shards).filter(|&s| s != me) {
+                    self.core
+                        .mesh
+                        .push(shard, Message::CancelWaits { conn: gone });
+                }
+            }
             debug!(client = conn.session.id, "connection closed");
         }
     }

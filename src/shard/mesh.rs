@@ -56,6 +56,11 @@ pub enum Message {
         /// The queued commands.
         ops: Vec<Op>,
     },
+    /// A connection of the sending shard has closed: drop its queued `LOCK ... WAIT`s here.
+    CancelWaits {
+        /// The connection that closed.
+        conn: ConnRef,
+    },
     /// The reply to a request this shard sent earlier.
     Reply {
         /// The connection the reply belongs to.

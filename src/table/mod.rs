@@ -511,6 +511,16 @@ impl LockTable {
         });
     }
 
+    /// Drops the queued `LOCK ... WAIT` callers whose origin `gone` names (their connection
+    /// closed), so they are never granted, counted or kept. Returns how many were dropped.
+    pub fn cancel_waiters(&mut self, gone: impl Fn(&Origin) -> bool) -> usize {
+        let n = self.waits.cancel(gone);
+        if n > 0 {
+            self.waits.compact();
+        }
+        n
+    }
+
     /// Number of waiters queued for `id`.
     pub fn waiters(&self, id: &[u8]) -> usize {
         self.waits.count(id)

@@ -105,6 +105,20 @@ impl Waits {
         self.queues.drain().flat_map(|(_, queue)| queue)
     }
 
+    /// Removes every waiter whose origin `gone` names (its caller has gone), from every
+    /// queue. Their deadline pairs turn stale. Returns how many were removed.
+    pub fn cancel(&mut self, gone: impl Fn(&Origin) -> bool) -> usize {
+        let mut removed = 0;
+        self.queues.retain(|_, queue| {
+            let before = queue.len();
+            queue.retain(|w| !gone(&w.origin));
+            removed += before - queue.len();
+            !queue.is_empty()
+        });
+        self.len -= removed;
+        removed
+    }
+
     /// The earliest wait deadline (possibly of a waiter that has left).
     pub fn next_deadline(&self) -> Option<u64> {
         self.deadlines.peek().map(|Reverse((d, _, _))| *d)

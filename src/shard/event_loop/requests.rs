@@ -14,6 +14,12 @@ use crate::shard::mesh::{Answer, Message};
 use crate::table::Op;
 use crate::types::{ConnRef, Origin, shard_for};
 
+/// The answer to a LOCK read after its client closed its side of the connection: it is not
+/// run, since a key handed to a client that has gone would hold the id for nobody.
+const PEER_CLOSED: Reply = Reply::error(
+    "ERR the client closed the connection: LOCK is not run, its key could reach nobody",
+);
+
 impl Core {
     /// Runs one decoded request from a connection of this shard.
     fn execute(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) {
@@ -75,13 +81,23 @@ impl Core {
         {
             stats.count(spec.kind.index(), Outcome::Ok);
             match tx.into_ops() {
+                Ok(ops) if *conn.peer_closed && ops.iter().any(|op| matches!(op, Op::Lock(_))) => {
+                    conn.push(PEER_CLOSED, protocol);
+                }
                 Ok(ops) => self.exec(ops, conn, cref),
                 Err(abort) => conn.push(abort, protocol),
             }
             return;
         }
         match command::parse(spec, args, &self.ctx.limits) {
+            Some(Ok(cmd)) if *conn.peer_closed && matches!(cmd, Op::Lock(_)) => {
+                stats.count(spec.kind.index(), Outcome::Rejected);
+                conn.push(PEER_CLOSED, protocol);
+            }
             Some(Ok(cmd)) => {
+                if matches!(&cmd, Op::Lock(lock) if lock.wait_ms.is_some_and(|ms| ms > 0)) {
+                    *conn.waited = true;
+                }
                 let owner = shard_for(cmd.id(), self.shards);
                 if owner == self.id {
                     let seq = conn.output.next_seq();
@@ -202,6 +218,10 @@ impl Core {
 struct ConnParts<'a> {
     session: &'a mut Session,
     output: &'a mut crate::net::connection::Output,
+    /// Set when a `LOCK ... WAIT` is sent: its waits are cancelled when it closes.
+    waited: &'a mut bool,
+    /// The peer closed its side: a LOCK would hand a key to nobody.
+    peer_closed: &'a bool,
 }
 
 impl ConnParts<'_> {
@@ -233,6 +253,8 @@ pub(super) fn run_requests(
         session,
         paused,
         closing,
+        waited,
+        peer_closed,
         ..
     } = conn;
     core.start_laps();
@@ -262,6 +284,8 @@ pub(super) fn run_requests(
                     let mut parts = ConnParts {
                         session: &mut *session,
                         output: &mut *output,
+                        waited: &mut *waited,
+                        peer_closed: &*peer_closed,
                     };
                     core.execute(&args, &mut parts, cref);
                     if session.close_after_reply {

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::command;
 use crate::shard::mesh::{Answer, External, Message};
 use crate::table::{Op, Outcome, Unlock};
-use crate::types::{ConnRef, Origin};
+use crate::types::{ConnRef, Id, KeyBytes, Origin};
 
 impl<C: Clock> Shard<C> {
     pub(super) fn take_external(&mut self) {
@@ -96,17 +96,22 @@ impl<C: Clock> Shard<C> {
                     };
                     self.core.mesh.push(from, msg);
                 }
+                Message::CancelWaits { conn } => {
+                    self.core.table.cancel_waiters(|origin| {
+                        matches!(origin, Origin::Conn { shard, conn: c, .. }
+                            if *shard == from && *c == conn)
+                    });
+                }
                 Message::Reply {
                     conn,
                     seq,
                     answer,
                     grant,
                 } => {
-                    if !self.fill(conn, seq, answer)
-                        && let Some(grant) = grant
-                    {
+                    let grant = grant.map(|g| *g);
+                    if let Err(Some(grant)) = self.fill(conn, seq, answer, grant) {
                         // The waiter's connection has gone: give the lock back to its owner.
-                        let (id, key) = *grant;
+                        let (id, key) = grant;
                         let cmd = Op::Unlock(Unlock { id, key: Some(key) });
                         let msg = Message::Request { conn, seq, cmd };
                         self.core.mesh.push(from, msg);
@@ -117,23 +122,38 @@ impl<C: Clock> Shard<C> {
         self.incoming = incoming;
     }
 
-    /// Fills a reply slot of one of this shard's connections with the reply to `answer`.
-    /// Returns false if the connection has gone (or the slot is not pending).
-    fn fill(&mut self, conn: ConnRef, seq: u64, answer: Answer) -> bool {
+    /// Fills a reply slot of one of this shard's connections with the reply to `answer`; a
+    /// `grant` it carries stays with the slot until its bytes are written, and is given back
+    /// if the connection closes first. Fails, handing the grant back, if the connection has
+    /// gone (or the slot is not pending).
+    fn fill(
+        &mut self,
+        conn: ConnRef,
+        seq: u64,
+        answer: Answer,
+        grant: Option<(Id, KeyBytes)>,
+    ) -> Result<(), Option<(Id, KeyBytes)>> {
         let idx = conn.slot as usize;
-        let filled = match self.conns.get_mut(idx) {
-            Some(c) if c.session.id == conn.conn_id => match answer {
-                Answer::Outcome(outcome) => {
-                    command::reply(outcome).is_some_and(|reply| c.output.fill(seq, reply))
-                }
-                Answer::Hangup => c.output.fill_hangup(seq),
-                Answer::Outcomes(outcomes) => c
-                    .output
-                    .fill(seq, command::transaction::exec_reply(outcomes)),
-            },
-            _ => false,
+        let Some(c) = self
+            .conns
+            .get_mut(idx)
+            .filter(|c| c.session.id == conn.conn_id)
+        else {
+            return Err(grant);
         };
-        if filled {
+        let filled = match answer {
+            Answer::Outcome(outcome) => match command::reply(outcome) {
+                Some(reply) => c.output.fill_grant(seq, reply, grant),
+                None => Err(grant),
+            },
+            Answer::Hangup => c.output.fill_hangup(seq).then_some(()).ok_or(grant),
+            Answer::Outcomes(outcomes) => c
+                .output
+                .fill(seq, command::transaction::exec_reply(outcomes))
+                .then_some(())
+                .ok_or(grant),
+        };
+        if filled.is_ok() {
             self.mark_dirty(idx);
         }
         filled
@@ -145,14 +165,14 @@ impl<C: Clock> Shard<C> {
             for d in std::mem::take(&mut self.core.deliveries) {
                 match d.origin {
                     Origin::Conn { shard, conn, seq } if shard == self.core.id => {
-                        if self.fill(conn, seq, Answer::Outcome(d.outcome)) {
-                            self.core.acks.push(Ack::Local {
+                        match self.fill(conn, seq, Answer::Outcome(d.outcome), d.grant) {
+                            Ok(()) => self.core.acks.push(Ack::Local {
                                 slot: conn.slot,
                                 conn_id: conn.conn_id,
                                 seq,
-                            });
-                        } else if let Some((id, key)) = d.grant {
-                            self.core.release_orphan(id, key);
+                            }),
+                            Err(Some((id, key))) => self.core.release_orphan(id, key),
+                            Err(None) => {}
                         }
                     }
                     Origin::Conn { shard, conn, seq } => {
