@@ -223,3 +223,59 @@ fn idle_clients_are_closed_after_the_timeout() {
     let reply = waiter.read_reply();
     assert!(reply.starts_with(b"-LOCKED"), "{}", common::show(&reply));
 }
+
+/// A declared bulk length is not memory: 300 connections that each announce a 1 MiB argument
+/// and send 16 bytes hold a few MiB, not 300 (RSS from /proc, before and after).
+#[test]
+fn declared_lengths_cost_no_memory_until_their_bytes_arrive() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut probe = server.raw();
+    probe.send(&encode_command(&[b"PING"]));
+    probe.expect_bytes(b"+PONG\r\n", "PING");
+    let before = common::rss(server.pid());
+    let mut conns: Vec<RawConn> = (0..300).map(|_| server.raw()).collect();
+    for c in &mut conns {
+        c.send(b"*2\r\n$1048576\r\n");
+    }
+    // The next bytes make the server read again, with the declared length known.
+    thread::sleep(Duration::from_millis(200));
+    for c in &mut conns {
+        c.send(b"x");
+    }
+    // Every connection's bytes have been read once a PING after them is answered on each.
+    thread::sleep(Duration::from_millis(300));
+    probe.send(&encode_command(&[b"PING"]));
+    probe.expect_bytes(b"+PONG\r\n", "PING while they wait");
+    let after = common::rss(server.pid());
+    let grown = after.saturating_sub(before);
+    eprintln!("300 announced 1 MiB arguments: RSS {before} -> {after} bytes");
+    assert!(
+        grown < 48 << 20,
+        "RSS grew by {grown} bytes for 300 x 16 bytes sent"
+    );
+}
+
+/// With a password, a client that has not authenticated gets Redis's pre-authentication caps:
+/// at most 10 arguments of at most 16 KiB; after AUTH the usual limits apply.
+#[test]
+fn before_auth_requests_are_small() {
+    let server = Server::start(&["--shards", "2", "--requirepass", "pw"]);
+    let mut c = server.raw();
+    c.send(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n");
+    assert_eq!(
+        c.read_until_closed(Duration::from_secs(10)),
+        b"-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    let mut c = server.raw();
+    c.send(b"*11\r\n");
+    assert_eq!(
+        c.read_until_closed(Duration::from_secs(10)),
+        b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    let mut c = server.raw();
+    c.send(&encode_command(&[b"AUTH", b"pw"]));
+    c.expect_bytes(b"+OK\r\n", "AUTH");
+    let big = vec![b'e'; 100_000];
+    c.send(&encode_command(&[b"ECHO", &big]));
+    c.expect_bytes(&bulk(&big), "a 100 KB argument after AUTH");
+}

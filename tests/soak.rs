@@ -33,15 +33,7 @@ const MAX_LATENCY: Duration = Duration::from_secs(5);
 /// the system when freed, so the resident size tracks live memory and a leak would show.
 const GLIBC_RETURNS_FREED_MEMORY: &[(&str, &str)] = &[("MALLOC_MMAP_THRESHOLD_", "65536")];
 
-/// The server's resident set size, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
+use common::rss;
 
 /// A tiny deterministic generator, one per thread.
 struct Rng(u64);

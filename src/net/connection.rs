@@ -64,8 +64,15 @@ impl Input {
 
     /// Reads once from `src` into free space. Returns the bytes read (0: the peer closed) and
     /// whether they filled less than the space offered.
+    ///
+    /// The buffer grows with the bytes that arrive, never with what a request declares: a
+    /// read offers at most as much again as is buffered (and at least [`READ_CHUNK`]), so a
+    /// client that announces a 512 MiB argument and sends 15 bytes holds 16 KiB, and one that
+    /// sends it all reaches it by doubling.
     pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<(usize, bool)> {
-        let want = READ_CHUNK.max(self.need.saturating_sub(self.end - self.start));
+        let buffered = self.end - self.start;
+        let missing = self.need.saturating_sub(buffered);
+        let want = READ_CHUNK.max(missing.min(buffered));
         if self.buf.len() - self.end < want {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -500,6 +507,25 @@ mod tests {
 
     fn grant(n: u8) -> Grant {
         (vec![n].into_boxed_slice(), [n; 16])
+    }
+
+    #[test]
+    fn the_input_grows_with_the_bytes_that_arrive_not_with_declared_lengths() {
+        let mut input = Input {
+            need: 512 << 20,
+            ..Input::default()
+        };
+        let mut src: &[u8] = b"*2\r\n$536870912\r\n";
+        input.read_from(&mut src).unwrap();
+        assert!(input.buf.len() <= 2 * READ_CHUNK, "{}", input.buf.len());
+        // Sending the bytes grows it by doubling.
+        let data = vec![b'x'; 300 * 1024];
+        let mut src: &[u8] = &data;
+        while !src.is_empty() {
+            input.read_from(&mut src).unwrap();
+            assert!(input.buf.len() <= 2 * input.len() + 2 * READ_CHUNK);
+        }
+        assert_eq!(input.len(), 300 * 1024 + 16);
     }
 
     #[test]

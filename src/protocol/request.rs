@@ -49,7 +49,17 @@ pub enum ProtocolError {
     TooBigBulkCount,
     /// An inline line had an unterminated quote.
     UnbalancedQuotes,
+    /// Before authentication, a `*N` count over [`PRE_AUTH_MAX_ARGS`].
+    UnauthenticatedMultibulkLength,
+    /// Before authentication, a `$N` length over [`PRE_AUTH_MAX_ARG_LEN`].
+    UnauthenticatedBulkLength,
 }
+
+/// Before a client authenticates (with `--requirepass`), at most this many arguments per
+/// request, as Redis.
+pub const PRE_AUTH_MAX_ARGS: usize = 10;
+/// Before a client authenticates, at most this many bytes per argument, as Redis.
+pub const PRE_AUTH_MAX_ARG_LEN: usize = 16 * 1024;
 
 impl ProtocolError {
     /// The full error reply text (without the leading `-` and trailing CRLF).
@@ -71,6 +81,12 @@ impl ProtocolError {
             }
             ProtocolError::UnbalancedQuotes => {
                 "ERR Protocol error: unbalanced quotes in request".into()
+            }
+            ProtocolError::UnauthenticatedMultibulkLength => {
+                "ERR Protocol error: unauthenticated multibulk length".into()
+            }
+            ProtocolError::UnauthenticatedBulkLength => {
+                "ERR Protocol error: unauthenticated bulk length".into()
             }
         }
     }
@@ -108,6 +124,8 @@ pub enum Decoded {
 #[derive(Debug, Default)]
 pub struct RequestDecoder {
     limits: Limits,
+    /// The client has not authenticated yet: Redis's tighter pre-authentication caps apply.
+    pub before_auth: bool,
     args: Vec<Range<usize>>,
     scratch: Vec<u8>,
     source: Option<ArgSource>,
@@ -186,6 +204,9 @@ impl RequestDecoder {
         if count as u64 > self.limits.max_args as u64 {
             return Decoded::Error(ProtocolError::InvalidMultibulkLength);
         }
+        if self.before_auth && count as u64 > PRE_AUTH_MAX_ARGS as u64 {
+            return Decoded::Error(ProtocolError::UnauthenticatedMultibulkLength);
+        }
         for _ in 0..count {
             let Some(&first) = buf.get(pos) else {
                 return Decoded::Incomplete { at_least: pos + 1 };
@@ -205,6 +226,9 @@ impl RequestDecoder {
                 Some(n) if n >= 0 && n as u64 <= self.limits.max_arg_len as u64 => n as usize,
                 _ => return Decoded::Error(ProtocolError::InvalidBulkLength),
             };
+            if self.before_auth && len > PRE_AUTH_MAX_ARG_LEN {
+                return Decoded::Error(ProtocolError::UnauthenticatedBulkLength);
+            }
             let start = len_end + 2;
             let end = start + len;
             // Like Redis, the two bytes after the payload are skipped, not inspected.
@@ -236,6 +260,9 @@ impl RequestDecoder {
         }
         if self.args.len() > self.limits.max_args {
             return Decoded::Error(ProtocolError::InvalidMultibulkLength);
+        }
+        if self.before_auth && self.args.len() > PRE_AUTH_MAX_ARGS {
+            return Decoded::Error(ProtocolError::UnauthenticatedMultibulkLength);
         }
         Decoded::Request { consumed: nl + 1 }
     }
@@ -539,5 +566,34 @@ mod tests {
         // Only the header is buffered; the decoder must refuse without waiting for 2 MB.
         let (r, _) = decode_all(b"*1\r\n$2000000\r\n");
         assert_eq!(r, Decoded::Error(ProtocolError::InvalidBulkLength));
+    }
+
+    #[test]
+    fn before_auth_at_most_ten_arguments_of_16_kib() {
+        let mut d = RequestDecoder::new(Limits::default());
+        d.before_auth = true;
+        assert_eq!(
+            d.decode(b"*11\r\n"),
+            Decoded::Error(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            d.decode(b"*2\r\n$4\r\nAUTH\r\n$16385\r\n"),
+            Decoded::Error(ProtocolError::UnauthenticatedBulkLength)
+        );
+        assert!(matches!(
+            d.decode(b"*2\r\n$4\r\nAUTH\r\n$16384\r\n"),
+            Decoded::Incomplete { .. }
+        ));
+        let eleven = b"a ".repeat(11);
+        assert_eq!(
+            d.decode(&[&eleven[..], b"\r\n"].concat()),
+            Decoded::Error(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            ProtocolError::UnauthenticatedBulkLength.message(),
+            "ERR Protocol error: unauthenticated bulk length"
+        );
+        d.before_auth = false;
+        assert!(matches!(d.decode(b"*11\r\n"), Decoded::Incomplete { .. }));
     }
 }

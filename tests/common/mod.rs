@@ -650,6 +650,16 @@ impl RawConn {
     }
 }
 
+/// A process's resident set size in bytes, from `/proc/<pid>/status` (0 if unreadable).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Human-readable rendering of protocol bytes for assertion messages.
 pub fn show(bytes: &[u8]) -> String {
     let mut s = String::new();

@@ -267,6 +267,7 @@ pub(super) fn run_requests(
         if pending.is_empty() || pending.len() < input.need {
             return;
         }
+        decoder.before_auth = !session.authenticated;
         match decoder.decode(pending) {
             Decoded::Incomplete { at_least } => {
                 input.need = at_least;
