@@ -124,3 +124,49 @@ fn wait_is_granted_when_the_holder_unlocks() {
         "bad wait",
     );
 }
+
+/// An HTTP `wait=` caller that disconnects is dropped from the queue (STATUS stops counting
+/// it) and is never granted: the holder's unlock leaves the id free.
+#[test]
+fn an_http_waiter_that_disconnects_is_dropped() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut resp = server.connection(Proto::Resp2);
+    for n in 0..4 {
+        let id = format!("hw-{n}");
+        let key = expect_key(redis::cmd("LOCK").arg(&id).query(&mut resp), "LOCK");
+        let waiters = |resp: &mut redis::Connection| -> i64 {
+            let s: Vec<redis::Value> = redis::cmd("STATUS").arg(&id).query(resp).unwrap();
+            match &s[7] {
+                redis::Value::Int(n) => *n,
+                other => panic!("waiters: {other:?}"),
+            }
+        };
+        let mut conn = http_support::HttpConn::connect(server.http_addr);
+        conn.send(format!("GET /lock?id={id}&wait=60000 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while waiters(&mut resp) != 1 {
+            assert!(Instant::now() < deadline, "{id}: never queued");
+            thread::sleep(Duration::from_millis(10));
+        }
+        drop(conn);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while waiters(&mut resp) != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{id}: the gone caller still waits"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _: () = redis::cmd("UNLOCK")
+            .arg(&id)
+            .arg(&key)
+            .query(&mut resp)
+            .unwrap();
+        let s: Vec<redis::Value> = redis::cmd("STATUS").arg(&id).query(&mut resp).unwrap();
+        assert_eq!(
+            common::value_text(&s[1]).as_deref(),
+            Some("free"),
+            "{id}: {s:?}"
+        );
+    }
+}

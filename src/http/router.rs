@@ -126,9 +126,23 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         // The client may have gone: the send then fails, and a lock granted meanwhile is
         // released by the shard.
-        let done: ReplyFn = Box::new(move |answer| tx.send(answer).is_ok());
+        let done: ReplyFn = Box::new(Waiting(tx));
         inbox.send(External::Command { cmd, done }).ok()?;
         rx.await.ok()
+    }
+}
+
+/// An HTTP request waiting for its shard's answer. When its client disconnects, hyper drops
+/// the request, and with it the receiving end: the shard then sees the caller has gone.
+struct Waiting(oneshot::Sender<Answer>);
+
+impl crate::shard::mesh::Caller for Waiting {
+    fn answer(self: Box<Self>, answer: Answer) -> bool {
+        self.0.send(answer).is_ok()
+    }
+
+    fn has_gone(&self) -> bool {
+        self.0.is_closed()
     }
 }
 

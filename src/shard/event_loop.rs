@@ -66,6 +66,9 @@ const EXPIRY_TIME: Duration = Duration::from_micros(200);
 /// Most expirations per loop iteration.
 const EXPIRY_BUDGET: usize = 4096;
 
+/// How often a shard looks for HTTP callers of `LOCK ... WAIT` that have gone, while some wait.
+const GONE_CALLER_CHECK: Duration = Duration::from_millis(100);
+
 /// A reply that depends on this iteration's log records: if they cannot be stored, it must
 /// not go out as it is.
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +128,8 @@ struct Core {
     chaos: Chaos,
     /// When the previous command of this batch ended (commands are timed lap by lap).
     mark: std::time::Instant,
+    /// When parked outside callers were last checked for having gone.
+    callers_checked: Instant,
 }
 
 /// One shard thread's state.
@@ -190,6 +195,7 @@ impl<C: Clock> Shard<C> {
                 log_errors: 0,
                 chaos,
                 mark: std::time::Instant::now(),
+                callers_checked: Instant::now(),
             },
             clock,
             dirty: Vec::new(),
@@ -230,6 +236,11 @@ impl<C: Clock> Shard<C> {
                 } else {
                     None
                 };
+                let cap = if self.core.parked_external.is_empty() {
+                    cap
+                } else {
+                    Some(cap.map_or(GONE_CALLER_CHECK, |c| c.min(GONE_CALLER_CHECK)))
+                };
                 let cap = match (cap, self.idle_poll_cap()) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -269,6 +280,7 @@ impl<C: Clock> Shard<C> {
                 }
             }
             self.take_external();
+            self.core.drop_gone_callers();
             self.take_messages();
             if self.stopping {
                 self.core.cancel_waits();
@@ -279,7 +291,7 @@ impl<C: Clock> Shard<C> {
             self.publish_stats();
             stalled = self.core.mesh.flush();
             for (done, answer, grant) in self.core.external_replies.drain(..) {
-                if !done(answer)
+                if !done.answer(answer)
                     && let Some(grant) = grant
                 {
                     self.core.orphaned.push(grant);
@@ -540,6 +552,27 @@ impl Core {
             if done >= EXPIRY_BUDGET || started.elapsed() >= EXPIRY_TIME {
                 return true;
             }
+        }
+    }
+
+    /// Drops the `LOCK ... WAIT`s of HTTP callers that have gone (their client disconnected),
+    /// checked at most every [`GONE_CALLER_CHECK`], so they are never granted, counted or
+    /// kept.
+    fn drop_gone_callers(&mut self) {
+        if self.parked_external.is_empty() || self.callers_checked.elapsed() < GONE_CALLER_CHECK {
+            return;
+        }
+        self.callers_checked = Instant::now();
+        let gone: Vec<usize> = self
+            .parked_external
+            .iter()
+            .filter(|(_, caller)| caller.has_gone())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in gone {
+            self.parked_external.remove(slot);
+            let origin = Origin::External(slot as u64);
+            self.table.cancel_waiters(|o| *o == origin);
         }
     }
 

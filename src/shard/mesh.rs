@@ -78,10 +78,18 @@ pub enum Message {
 /// Messages from one shard to another, gathered during one loop iteration.
 pub type Batch = Vec<Message>;
 
-/// A callback that receives the answer to a command sent from outside the shards. It returns
-/// whether the caller was still there to take it: a lock granted to a caller that has gone is
-/// released again.
-pub type ReplyFn = Box<dyn FnOnce(Answer) -> bool + Send>;
+/// A caller outside the shards (an HTTP request) waiting for the answer to its command.
+pub trait Caller: Send {
+    /// Hands over the answer; returns whether the caller was still there to take it: a lock
+    /// granted to a caller that has gone is released again.
+    fn answer(self: Box<Self>, answer: Answer) -> bool;
+    /// Whether the caller has gone (its client disconnected): a `LOCK ... WAIT` it queued is
+    /// dropped rather than granted to nobody.
+    fn has_gone(&self) -> bool;
+}
+
+/// How a shard answers an outside caller.
+pub type ReplyFn = Box<dyn Caller>;
 
 /// Work handed to a shard by another thread.
 pub enum External {
