@@ -279,3 +279,40 @@ fn before_auth_requests_are_small() {
     c.send(&encode_command(&[b"ECHO", &big]));
     c.expect_bytes(&bulk(&big), "a 100 KB argument after AUTH");
 }
+
+/// A client that queues `LOCK ... WAIT` behind a held id, pipelines enough `COMMAND DOCS` for
+/// reading to pause, and leaves, does not keep its connection: with `--maxclients 4`, twelve
+/// such clients in turn never lock the next one out, and the id stays lockable.
+#[test]
+fn paused_connections_are_reaped_when_their_client_leaves() {
+    let server = Server::start(&["--shards", "2", "--maxclients", "4"]);
+    let mut holder = server.raw();
+    holder.send(&encode_command(&[b"LOCK", b"held"]));
+    let key = raw_key(&holder.read_reply());
+    let docs = encode_command(&[b"COMMAND", b"DOCS"]).repeat(1000);
+    for round in 0..12 {
+        let mut c = server.raw();
+        c.send(&encode_command(&[b"LOCK", b"held", b"WAIT", b"600000"]));
+        c.send_lenient(&docs);
+        thread::sleep(Duration::from_millis(50));
+        drop(c);
+        // The next client gets in: the one that left was closed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut probe = server.raw();
+            probe.send(&encode_command(&[b"PING"]));
+            if probe
+                .try_read_replies(1)
+                .is_some_and(|r| r[0] == b"+PONG\r\n")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: locked out");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    holder.send(&encode_command(&[b"UNLOCK", b"held", key.as_bytes()]));
+    holder.expect_bytes(b"+OK\r\n", "UNLOCK");
+    holder.send(&encode_command(&[b"LOCK", b"held"]));
+    raw_key(&holder.read_reply());
+}
