@@ -254,3 +254,74 @@ fn connections_over_maxclients_are_refused_with_503() {
     }
     server.assert_running();
 }
+
+/// Whether `/health` is answered 200 on a new connection (not `503 busy`).
+fn health_ok(server: &Server) -> bool {
+    let mut conn = HttpConn::connect(server.http_addr);
+    conn.send_lenient(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.read_response().is_some_and(|r| r.status == 200)
+}
+
+/// Waits up to `limit` for `/health` to be answered 200.
+fn health_within(server: &Server, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if health_ok(server) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Clients that announce a body and never send it, or pipeline requests and never read the
+/// responses, hold their connection for at most `--http-header-timeout`: then every place of
+/// `--maxclients` is free again (`/health` answers 200, not 503).
+#[test]
+fn bodies_and_unread_responses_hold_a_connection_for_a_bounded_time() {
+    let server = Server::start(&[
+        "--shards",
+        "2",
+        "--maxclients",
+        "3",
+        "--http-header-timeout",
+        "1",
+    ]);
+    // A head with Content-Length: 100 and no body: 408 after the timeout, then closed.
+    let mut held: Vec<HttpConn> = (0..3)
+        .map(|i| {
+            let mut c = HttpConn::connect(server.http_addr);
+            c.send(
+                format!("GET /lock?id=b{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+                    .as_bytes(),
+            );
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!health_ok(&server), "three connections fill --maxclients 3");
+    let started = Instant::now();
+    let answer = held[0].read_response().expect("an answer");
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        health_within(&server, Duration::from_secs(5)),
+        "slots freed"
+    );
+    held.clear();
+
+    // Pipelined requests whose responses are never read.
+    let burst = b"GET /status?id=p HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+    let held: Vec<HttpConn> = (0..3)
+        .map(|_| {
+            let mut c = HttpConn::connect(server.http_addr);
+            c.send_lenient(&burst);
+            c
+        })
+        .collect();
+    assert!(
+        health_within(&server, Duration::from_secs(10)),
+        "connections that never read are closed"
+    );
+    drop(held);
+}

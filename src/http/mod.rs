@@ -18,14 +18,16 @@
 //!   capped at [`MAX_HEAD_BYTES`] (hyper answers 431 and closes), a head must arrive within
 //!   `--http-header-timeout` (otherwise the connection is closed without an answer; this also
 //!   bounds how long a keep-alive connection may sit idle), bodies are read only up to a small
-//!   cap, and at most `--maxclients` connections are served at once (the next one gets
-//!   `503 busy` and is closed).
+//!   cap and within the same time (`408` otherwise), a response that waits that long for the
+//!   client to read it ends the connection ([`stall`]), and at most `--maxclients` connections
+//!   are served at once (the next one gets `503 busy` and is closed).
 //! - A response body never holds a key, except the key a successful `/lock` hands out.
 
 pub mod gate;
 pub mod probes;
 pub mod query;
 pub mod router;
+pub mod stall;
 pub mod status;
 
 use std::io;
@@ -102,6 +104,7 @@ pub fn spawn(
             inboxes,
             limits: ctx.limits,
             ctx: ctx.clone(),
+            body_timeout: Duration::from_secs(u64::from(ctx.config.http_header_timeout)),
         }),
         builder: Arc::new(builder),
         connections: Arc::new(Semaphore::new(ctx.config.maxclients as usize)),
@@ -131,7 +134,7 @@ struct HttpServer {
     maxclients: u32,
     /// Protected mode and the password.
     gate: Arc<Gate>,
-    /// How long a TLS handshake may take.
+    /// How long a TLS handshake may take, and a write may wait for the client to read.
     handshake_timeout: Duration,
 }
 
@@ -186,6 +189,7 @@ impl HttpServer {
             // Small replies must leave at once rather than wait for more to send.
             let _ = stream.set_nodelay(true);
             let conn = Served {
+                io_timeout: self.handshake_timeout,
                 router: self.router.clone(),
                 builder: self.builder.clone(),
                 gate: self.gate.clone(),
@@ -220,6 +224,8 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// One accepted connection and what serving it needs.
 struct Served {
+    /// How long a response may wait for the client to read it.
+    io_timeout: Duration,
     router: Arc<Router>,
     builder: Arc<http1::Builder>,
     gate: Arc<Gate>,
@@ -235,6 +241,7 @@ impl Served {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Served {
+            io_timeout,
             router,
             builder,
             gate,
@@ -257,6 +264,7 @@ impl Served {
             }
         });
         ctx.http.clients.fetch_add(1, Ordering::Relaxed);
+        let stream = stall::Stalled::new(stream, io_timeout);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let mut stopping = ctx.lifecycle.subscribe();

@@ -8,7 +8,7 @@
 //! closes the connection without answering, as a crash after the change would.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -59,6 +59,8 @@ pub struct Router {
     pub limits: CommandLimits,
     /// Figures, readiness and the shutdown switch.
     pub ctx: Arc<ServerContext>,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl Router {
@@ -100,8 +102,10 @@ impl Router {
             return Ok(probes::shutting_down());
         }
         let (parts, body) = request.into_parts();
-        if let Err(response) = discard_body(body).await {
-            return Ok(response);
+        match tokio::time::timeout(self.body_timeout, discard_body(body)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(response)) => return Ok(response),
+            Err(_) => return Ok(status::body_timeout()),
         }
         let cmd = match query::command(endpoint, parts.uri.query(), &self.limits) {
             Ok(cmd) => cmd,

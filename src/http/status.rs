@@ -233,6 +233,19 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
+/// 408 for a request body that did not arrive within `--http-header-timeout`; the connection
+/// is closed after it.
+pub fn body_timeout() -> Response<Body> {
+    let mut response = text(
+        StatusCode::REQUEST_TIMEOUT,
+        Bytes::from_static(b"request timeout: the body did not arrive in time"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// 413 for a request body over the limit; the connection is closed after it, since the rest of
 /// the body is never read.
 pub fn payload_too_large() -> Response<Body> {
