@@ -35,6 +35,9 @@ const MAX_UNWRITTEN_BYTES: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// An output buffer that grew past this is released once it drains.
 const KEEP_OUTPUT_CAPACITY: usize = 256 * 1024;
+/// An input buffer that grew past this is released once everything in it is decoded, so a
+/// burst of large requests does not stay resident while the connection lives on.
+const KEEP_INPUT_CAPACITY: usize = 64 * 1024;
 
 /// Bytes received but not yet decoded.
 #[derive(Debug, Default)]
@@ -59,6 +62,9 @@ impl Input {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > KEEP_INPUT_CAPACITY {
+                self.buf = Vec::new();
+            }
         }
     }
 
@@ -526,6 +532,24 @@ mod tests {
             assert!(input.buf.len() <= 2 * input.len() + 2 * READ_CHUNK);
         }
         assert_eq!(input.len(), 300 * 1024 + 16);
+    }
+
+    #[test]
+    fn a_large_input_buffer_is_released_once_decoded() {
+        let mut input = Input::default();
+        let data = vec![b'x'; 1 << 20];
+        let mut src: &[u8] = &data;
+        while !src.is_empty() {
+            input.need = 1 << 20;
+            input.read_from(&mut src).unwrap();
+        }
+        assert!(input.buf.len() >= 1 << 20);
+        input.consume(1 << 20);
+        assert_eq!(input.buf.capacity(), 0, "released");
+        let mut src: &[u8] = b"PING\r\n";
+        input.read_from(&mut src).unwrap();
+        input.consume(6);
+        assert_eq!(input.buf.len(), READ_CHUNK, "a small buffer is kept");
     }
 
     #[test]
