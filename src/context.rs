@@ -118,6 +118,8 @@ pub struct ServerContext {
     pub rejected_connections: AtomicU64,
     /// The last fencing token handed out, on any shard.
     pub fences: AtomicU64,
+    /// Fences reserved on disk apart from the logs (set at start; absent in unit tests).
+    pub fence_reservation: std::sync::OnceLock<crate::log::FenceReservation>,
     /// The HTTP adapter's figures.
     pub http: HttpStats,
     /// The shutdown switch.
@@ -145,6 +147,7 @@ impl ServerContext {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             fences: AtomicU64::new(0),
+            fence_reservation: std::sync::OnceLock::new(),
             http: HttpStats::default(),
             lifecycle: Lifecycle::new(Duration::from_secs(u64::from(config_timeout))),
             slowlog_ids: AtomicU64::new(0),

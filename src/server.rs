@@ -19,8 +19,8 @@ use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::writer::encode_snapshot;
 use crate::log::{
-    DirLock, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog, Storage, lock_dir, parse_shard_dir,
-    recover, shard_dir,
+    DirLock, FENCE_STEP, FenceReservation, Floor, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog,
+    Storage, lock_dir, parse_shard_dir, read_floor, recover, shard_dir, write_floor,
 };
 use crate::net::{acceptor, tls};
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
@@ -103,6 +103,12 @@ pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Resu
     let mut ctx = ServerContext::new(config, resp_addr, shards);
     ctx.http_addr = http_addr;
     ctx.fences.store(recovered.max_fence, Ordering::Relaxed);
+    let _ = ctx.fence_reservation.set(FenceReservation::new(
+        storage.clone(),
+        &ctx.config.dir,
+        recovered.epoch,
+        recovered.reserved,
+    ));
     let ctx = Arc::new(ctx);
 
     let mut polls = Vec::with_capacity(shards);
@@ -218,6 +224,10 @@ struct RecoveredShards {
     tables: Vec<LockTable>,
     logs: Vec<ShardLog>,
     max_fence: u64,
+    /// This run's epoch.
+    epoch: u64,
+    /// Fences reserved in the floor file.
+    reserved: u64,
     /// Ids held (locked or completed) after replay.
     live: usize,
     /// Log records replayed.
@@ -240,8 +250,22 @@ fn recover_shards(
     storage: &Arc<dyn Storage>,
     shards: usize,
 ) -> io::Result<RecoveredShards> {
-    let recovered = recover(&**storage, &config.dir, shards, config.repair_log)
+    let floor = read_floor(&**storage, &config.dir)?;
+    let mut recovered = recover(&**storage, &config.dir, shards, config.repair_log)
         .map_err(|e| io::Error::other(e.to_string()))?;
+    // Whatever repair cut from the logs, epochs and fences continue above the floor, and the
+    // floor moves above this run's first fences before any is handed out.
+    recovered.epoch = recovered.epoch.max(floor.epoch.saturating_add(1));
+    recovered.max_fence = recovered.max_fence.max(floor.fence);
+    let reserved = recovered.max_fence.saturating_add(FENCE_STEP);
+    write_floor(
+        &**storage,
+        &config.dir,
+        Floor {
+            epoch: recovered.epoch,
+            fence: reserved,
+        },
+    )?;
     let report = &recovered.report;
     for (path, bytes) in &report.torn_tails {
         warn!(file = %path.display(), bytes, "dropped a torn record at the end of a log");
@@ -292,6 +316,8 @@ fn recover_shards(
         tables,
         logs,
         max_fence: recovered.max_fence,
+        epoch: recovered.epoch,
+        reserved,
         live,
         records: report.records,
         elapsed_ms: (report.elapsed.as_secs_f64() * 1000.0) as u64,

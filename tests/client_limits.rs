@@ -311,6 +311,20 @@ fn paused_connections_are_reaped_when_their_client_leaves() {
             thread::sleep(Duration::from_millis(20));
         }
     }
+    // Every client that queued a wait has gone: none is left in the queue, none is granted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        holder.send(&encode_command(&[b"STATUS", b"held"]));
+        let status = String::from_utf8_lossy(&holder.read_reply()).into_owned();
+        if status.contains("waiters\r\n:0\r\n") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waits of gone clients remain: {status:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     holder.send(&encode_command(&[b"UNLOCK", b"held", key.as_bytes()]));
     holder.expect_bytes(b"+OK\r\n", "UNLOCK");
     holder.send(&encode_command(&[b"LOCK", b"held"]));

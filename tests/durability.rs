@@ -659,3 +659,69 @@ fn kill_9_never_leaves_part_of_a_transaction() {
     }
     assert!(whole > 0, "no transaction was acknowledged before the kill");
 }
+
+/// Fences never go back, whatever `--repair-log` cuts: with the only log emptied for a bad
+/// header, the next grant's fence is still above every fence handed out before. A damaged
+/// floor file is refused, not guessed.
+#[test]
+fn repair_never_makes_fences_go_back() {
+    let dir = DataDir::new();
+    let args = ["--shards", "1"];
+    let mut server = Server::start_in(&dir.path, &args);
+    let mut con = common::RawConn::connect(server.resp_addr);
+    let mut last = 0u64;
+    for i in 0..5 {
+        let id = format!("f-{i}");
+        con.send(&common::encode_command(&[
+            b"LOCK",
+            id.as_bytes(),
+            b"WITHFENCE",
+        ]));
+        let reply = String::from_utf8_lossy(&con.read_reply()).into_owned();
+        last = reply
+            .rsplit(':')
+            .next()
+            .and_then(|f| f.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no fence in {reply:?}"));
+    }
+    assert!(last >= 5, "{last}");
+    drop(con);
+    assert!(server.terminate(Duration::from_secs(30)).success());
+    drop(server);
+
+    let log = dir.path.join("shard-0").join("appendonly.log");
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&log, &bytes).unwrap();
+    let server = Server::start_in(&dir.path, &["--shards", "1", "--repair-log"]);
+    let mut con = common::RawConn::connect(server.resp_addr);
+    con.send(&common::encode_command(&[b"STATUS", b"f-0"]));
+    assert!(
+        String::from_utf8_lossy(&con.read_reply()).contains("free"),
+        "the repair emptied the log"
+    );
+    con.send(&common::encode_command(&[b"LOCK", b"after", b"WITHFENCE"]));
+    let reply = String::from_utf8_lossy(&con.read_reply()).into_owned();
+    let fence: u64 = reply
+        .rsplit(':')
+        .next()
+        .and_then(|f| f.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no fence in {reply:?}"));
+    assert!(fence > last, "fence {fence} after {last}: fences went back");
+    drop(con);
+    drop(server);
+
+    let floor = dir.path.join("FLOOR");
+    let mut bytes = fs::read(&floor).expect("the floor file");
+    bytes[20] ^= 1;
+    fs::write(&floor, &bytes).unwrap();
+    let failure = match Server::try_start_in(&dir.path, &["--shards", "1", "--repair-log"]) {
+        Ok(s) => panic!("started on a damaged floor\n{}", s.log_text()),
+        Err(f) => f,
+    };
+    assert!(
+        failure.output.contains("damaged fence floor"),
+        "{}",
+        failure.output
+    );
+}

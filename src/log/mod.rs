@@ -2,6 +2,7 @@
 //!
 //! Layout under `--dir`:
 //! - `LOCK`: held (advisory `flock`) by the running server; see [`dir_lock`].
+//! - `FLOOR`: the lowest epoch and fence the next run may use; see [`floor`].
 //! - `shard-<n>/appendonly.log`: shard `n`'s log; see [`format`](mod@format) and `docs/LOG_FORMAT.md`.
 //! - `shard-<n>/appendonly.log.rewrite`: a rewrite in progress; never read, removed at start.
 //!
@@ -12,6 +13,7 @@
 //! - [`writer`]: a shard's open log — group-committed appends and background rewrites.
 //! - [`recovery`]: rebuilding every shard's table from all logs at start-up.
 //! - [`dir_lock`]: one server per directory.
+//! - [`floor`]: fences reserved apart from the logs, so that repair cannot make them go back.
 //!
 //! Invariants:
 //! - Records are whole-state assignments, so replay is idempotent and a rewritten log followed
@@ -20,6 +22,7 @@
 //!   damaged tail, and when a rewrite atomically replaces it.
 pub mod codec;
 pub mod dir_lock;
+pub mod floor;
 pub mod format;
 mod reader;
 pub mod recovery;
@@ -33,6 +36,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use dir_lock::{DirLock, lock_dir};
+pub use floor::{FENCE_STEP, FenceReservation, Floor, read_floor, write_floor};
 
 pub use recovery::{Recovered, RecoveryError, RecoveryReport, recover};
 pub use storage::{FaultyStorage, FsStorage, LogFile, Storage};

@@ -2,6 +2,7 @@
 //! their replies leave (group commit), failing a batch the log cannot take, and rewriting the
 //! log in the background, its snapshot encoded a few table parts (slab chunks) per iteration.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use slab::Slab;
@@ -36,6 +37,11 @@ impl Core {
         }
         if !self.records.is_empty() {
             if self.log.is_failed() {
+                self.fail_batch(conns);
+            } else if let Err(e) = self.cover_fences() {
+                // A fence past the reservation cannot be acknowledged.
+                self.log_errors += 1;
+                error!(shard = self.id, error = %e, "cannot reserve fences in the floor file");
                 self.fail_batch(conns);
             } else {
                 for record in self.records.drain(..) {
@@ -151,6 +157,15 @@ impl Core {
         self.records.clear();
         self.table.roll_back();
         self.fail_acks(conns);
+    }
+
+    /// Makes sure every fence handed out so far is reserved in the floor file, so that no
+    /// repair of a log can make fences go back after this batch is acknowledged.
+    fn cover_fences(&self) -> std::io::Result<()> {
+        match self.ctx.fence_reservation.get() {
+            Some(reservation) => reservation.cover(self.ctx.fences.load(Ordering::Relaxed)),
+            None => Ok(()),
+        }
     }
 
     /// Turns every reply that depends on this iteration's records into `-IOERR`.
