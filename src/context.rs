@@ -114,6 +114,12 @@ pub struct ServerContext {
     pub clients: AtomicUsize,
     /// RESP connections accepted since start.
     pub connections_received: AtomicU64,
+    /// Failed authentications (AUTH, HELLO ... AUTH, and HTTP credentials), both protocols.
+    pub auth_failures: AtomicU64,
+    /// When a failed authentication was last logged (ms since `started`), and how many
+    /// failures that log line covered: failures are logged at most once a second.
+    auth_logged: AtomicU64,
+    auth_logged_count: AtomicU64,
     /// RESP connections refused because of `--maxclients`.
     pub rejected_connections: AtomicU64,
     /// The last fencing token handed out, on any shard.
@@ -130,6 +136,28 @@ pub struct ServerContext {
 }
 
 impl ServerContext {
+    /// Counts a failed authentication from `peer` (a RESP peer address, or `http`) and logs
+    /// it, at most once a second, with the number of failures since the last line.
+    pub fn auth_failed(&self, peer: &dyn std::fmt::Display) {
+        let total = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.auth_logged.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .auth_logged
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let before = self.auth_logged_count.swap(total, Ordering::Relaxed);
+            tracing::warn!(
+                %peer,
+                failures = total - before,
+                total,
+                "failed authentication attempts (logged at most once a second)"
+            );
+        }
+    }
+
     /// A context for `shards` shards.
     pub fn new(config: Config, resp_addr: SocketAddr, shards: usize) -> Self {
         let config_timeout = config.shutdown_timeout;
@@ -146,6 +174,9 @@ impl ServerContext {
             clients: AtomicUsize::new(0),
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            auth_logged: AtomicU64::new(0),
+            auth_logged_count: AtomicU64::new(0),
             fences: AtomicU64::new(0),
             fence_reservation: std::sync::OnceLock::new(),
             http: HttpStats::default(),

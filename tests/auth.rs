@@ -204,3 +204,69 @@ fn no_password_configured_accepts_commands_directly() {
     let mut con = connect_sync(&server.client(Proto::Resp2));
     expect_key(con.run(&["LOCK", "open"]), "LOCK without requirepass");
 }
+
+/// Wrong passwords are counted (INFO `acl_access_denied_auth`, `/metrics`), logged at most once
+/// a second, and slow their connection down: after three free failures, the next request
+/// waits 100 ms, then 200, then 400 (doubling up to 2 s).
+#[test]
+fn failed_auth_is_counted_logged_sparingly_and_slowed() {
+    let server = server();
+    let mut raw = server.raw();
+    let started = std::time::Instant::now();
+    let mut pipeline = Vec::new();
+    for _ in 0..6 {
+        pipeline.extend(encode_command(&[b"AUTH", b"wrong"]));
+    }
+    pipeline.extend(encode_command(&[b"AUTH", PASSWORD.as_bytes()]));
+    raw.send(&pipeline);
+    for _ in 0..6 {
+        assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    }
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(700),
+        "six failures answered in {took:?}: not slowed"
+    );
+    // Another connection is not slowed by this one's failures.
+    let mut other = server.raw();
+    let quick = std::time::Instant::now();
+    other.send(&encode_command(&[b"AUTH", PASSWORD.as_bytes()]));
+    assert_eq!(other.read_reply(), b"+OK\r\n");
+    assert!(quick.elapsed() < std::time::Duration::from_millis(500));
+
+    let client = redis::Client::open(server.url_with_password(PASSWORD, Proto::Resp2)).unwrap();
+    let mut con = connect_sync(&client);
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+    assert!(info.contains("acl_access_denied_auth:6\r\n"), "{info}");
+    // A wrong HTTP password counts too, and /metrics shows the total.
+    let url = format!("http://{}/metrics", server.http_addr);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let denied = agent
+        .get(&url)
+        .header("Authorization", "Bearer nope")
+        .call()
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let mut metrics = agent
+        .get(&url)
+        .header("Authorization", format!("Bearer {PASSWORD}"))
+        .call()
+        .unwrap();
+    let text = metrics.body_mut().read_to_string().unwrap();
+    assert!(
+        text.contains("token_server_auth_failures_total 7"),
+        "{text}"
+    );
+    let lines = server
+        .log_text()
+        .matches("failed authentication attempts")
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} log lines for 6 failures in about a second"
+    );
+}

@@ -77,6 +77,15 @@ impl Gate {
     }
 }
 
+/// Whether a refusal says the credentials given were wrong (not missing): a failed
+/// authentication to count.
+pub fn is_wrong_credentials(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .is_some_and(|v| v.as_bytes().ends_with(b"error=\"invalid_token\""))
+}
+
 /// What an `Authorization` header value comes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Credentials {

@@ -256,6 +256,9 @@ impl Served {
                 request.uri().path(),
                 request.headers().get(hyper::header::AUTHORIZATION),
             );
+            if refused.as_ref().is_some_and(gate::is_wrong_credentials) {
+                router.ctx.auth_failed(&peer);
+            }
             async move {
                 match refused {
                     Some(response) => Ok(response),

@@ -232,6 +232,14 @@ impl Collector for ServerCollector {
                 ),
             ],
         )?;
+        family(
+            &mut enc,
+            "auth_failures",
+            "Failed authentications: wrong passwords and unknown users, RESP and HTTP.",
+            None,
+            counter,
+            [(Vec::new(), ctx.auth_failures.load(Ordering::Relaxed))],
+        )?;
         let mut requests = Vec::new();
         let mut http_latency = Vec::new();
         for (e, endpoint) in ENDPOINTS.iter().enumerate() {

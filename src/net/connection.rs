@@ -447,6 +447,8 @@ pub struct Connection {
     /// The peer closed its side: the rest of its input is read up to the end, then the
     /// connection closes.
     pub peer_closed: bool,
+    /// No request runs before this time (unix ms): set after repeated failed authentications.
+    pub hold_until_ms: u64,
 }
 
 impl Connection {
@@ -464,6 +466,7 @@ impl Connection {
             last_active_ms: now_ms,
             waited: false,
             peer_closed: false,
+            hold_until_ms: 0,
         }
     }
 }

@@ -143,6 +143,8 @@ pub struct Shard<C: Clock> {
     dirty: Vec<usize>,
     /// Connections whose reading was paused and may resume.
     resume: Vec<usize>,
+    /// Connections held back after failed authentications, with when they may go on.
+    held: Vec<(u64, usize)>,
     incoming: Vec<(ShardId, Message)>,
     /// A shutdown was asked for: this is the last iteration.
     stopping: bool,
@@ -200,6 +202,7 @@ impl<C: Clock> Shard<C> {
             clock,
             dirty: Vec::new(),
             resume: Vec::new(),
+            held: Vec::new(),
             incoming: Vec::new(),
             stopping: false,
             limits,
@@ -236,6 +239,14 @@ impl<C: Clock> Shard<C> {
                 } else {
                     None
                 };
+                let cap = match self.held.iter().map(|&(at, _)| at).min() {
+                    Some(at) => {
+                        let now = self.clock.now_ms();
+                        let wait = Duration::from_millis(at.saturating_sub(now).saturating_add(1));
+                        Some(cap.map_or(wait, |c| c.min(wait)))
+                    }
+                    None => cap,
+                };
                 let cap = if self.core.parked_external.is_empty() {
                     cap
                 } else {
@@ -262,6 +273,17 @@ impl<C: Clock> Shard<C> {
                 self.core.release_orphan(id, key);
             }
             more_due = self.core.expire_due();
+            if !self.held.is_empty() {
+                let now = self.core.now_ms;
+                let resume = &mut self.resume;
+                self.held.retain(|&(at, idx)| {
+                    let due = at <= now;
+                    if due {
+                        resume.push(idx);
+                    }
+                    !due
+                });
+            }
             for idx in std::mem::take(&mut self.resume) {
                 self.serve(idx);
             }
@@ -327,6 +349,13 @@ impl<C: Clock> Shard<C> {
         let mut drained = false;
         loop {
             run_requests(&mut self.core, &mut self.decoder, conn, cref);
+            if conn.hold_until_ms > self.core.now_ms {
+                // Its next request waits; reading more would only fill the buffer.
+                if !self.held.iter().any(|&(_, i)| i == idx) {
+                    self.held.push((conn.hold_until_ms, idx));
+                }
+                break;
+            }
             if conn.paused && conn.peer_closed {
                 self.close(idx);
                 return;

@@ -149,7 +149,8 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
              rejected_connections:{}\r\ntotal_http_connections_received:{}\r\n\
              rejected_http_connections:{}\r\ncross_shard_commands:{}\r\n\
              cross_shard_messages_sent:{}\r\ncross_shard_messages_received:{}\r\n\
-             slowlog_len:{}\r\nchaos_rate:{}\r\nchaos_refused:{}\r\nchaos_dropped:{}\r\n",
+             slowlog_len:{}\r\nchaos_rate:{}\r\nchaos_refused:{}\r\nchaos_dropped:{}\r\n\
+             acl_access_denied_auth:{}\r\n",
             ctx.connections_received.load(Ordering::Relaxed),
             t.commands_processed,
             ctx.rejected_connections.load(Ordering::Relaxed),
@@ -162,6 +163,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             c.chaos_rate,
             sum(ctx, |s| load(&s.chaos_refused)),
             sum(ctx, |s| load(&s.chaos_dropped)),
+            ctx.auth_failures.load(Ordering::Relaxed),
         ),
         "locks" => write!(
             out,

@@ -47,6 +47,8 @@ pub struct Session {
     pub close_after_reply: bool,
     /// The transaction being queued, between MULTI and EXEC or DISCARD.
     pub multi: Option<Transaction>,
+    /// Failed AUTH (or HELLO ... AUTH) attempts on this connection.
+    pub auth_failures: u32,
 }
 
 impl Session {
@@ -64,9 +66,26 @@ impl Session {
             created: Instant::now(),
             close_after_reply: false,
             multi: None,
+            auth_failures: 0,
         }
     }
 }
+
+/// Failed AUTH attempts on one connection answered at full speed; after them, the connection's
+/// next request waits [`auth_penalty_ms`].
+pub const FREE_AUTH_FAILURES: u32 = 3;
+
+/// How long a connection's next request waits after its `failures`-th failed authentication:
+/// nothing for the first [`FREE_AUTH_FAILURES`], then 100 ms, doubling up to 2 s, so guessing
+/// passwords on one connection goes at under one guess a second.
+pub fn auth_penalty_ms(failures: u32) -> u64 {
+    match failures.checked_sub(FREE_AUTH_FAILURES + 1) {
+        None => 0,
+        Some(n) => (100u64 << n.min(5)).min(2000),
+    }
+}
+
+pub use auth::WRONGPASS;
 
 /// `NOAUTH`, Redis's text.
 pub const NOAUTH: Reply = Reply::error("NOAUTH Authentication required.");

@@ -200,3 +200,11 @@ fn select_and_quit() {
     assert_eq!(call(CommandKind::Quit, &[b"QUIT"], &mut s, &c), Reply::Ok);
     assert!(s.close_after_reply);
 }
+
+#[test]
+fn auth_penalties_start_after_three_failures_and_double_to_two_seconds() {
+    use crate::command::admin::auth_penalty_ms;
+    let schedule: Vec<u64> = (1..=10).map(auth_penalty_ms).collect();
+    assert_eq!(schedule, [0, 0, 0, 100, 200, 400, 800, 1600, 2000, 2000]);
+    assert_eq!(auth_penalty_ms(u32::MAX), 2000);
+}

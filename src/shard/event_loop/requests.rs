@@ -161,6 +161,16 @@ impl Core {
                     Client::Session(conn.session),
                     || crate::metrics::slowlog::from_args(kind, args),
                 );
+                if matches!(spec.kind, CommandKind::Auth | CommandKind::Hello)
+                    && reply.as_ref() == Some(&admin::WRONGPASS)
+                {
+                    conn.session.auth_failures = conn.session.auth_failures.saturating_add(1);
+                    self.ctx.auth_failed(&conn.session.peer);
+                    let penalty = admin::auth_penalty_ms(conn.session.auth_failures);
+                    if penalty > 0 {
+                        *conn.hold_until_ms = self.now_ms.saturating_add(penalty);
+                    }
+                }
                 match reply {
                     // HELLO answers in the protocol it selects.
                     Some(reply) => conn.push(reply, conn.session.protocol),
@@ -222,6 +232,8 @@ struct ConnParts<'a> {
     waited: &'a mut bool,
     /// The peer closed its side: a LOCK would hand a key to nobody.
     peer_closed: &'a bool,
+    /// No request of this connection runs before this time (unix ms).
+    hold_until_ms: &'a mut u64,
 }
 
 impl ConnParts<'_> {
@@ -255,10 +267,15 @@ pub(super) fn run_requests(
         closing,
         waited,
         peer_closed,
+        hold_until_ms,
         ..
     } = conn;
     core.start_laps();
     while !*closing {
+        if *hold_until_ms > core.now_ms {
+            // Slowed down after failed authentications: the rest waits in the buffer.
+            return;
+        }
         if output.is_backlogged() {
             *paused = true;
             return;
@@ -287,6 +304,7 @@ pub(super) fn run_requests(
                         output: &mut *output,
                         waited: &mut *waited,
                         peer_closed: &*peer_closed,
+                        hold_until_ms: &mut *hold_until_ms,
                     };
                     core.execute(&args, &mut parts, cref);
                     if session.close_after_reply {
