@@ -89,7 +89,8 @@ pub fn start(config: Config) -> io::Result<Running> {
 }
 
 /// [`start`], with the logs on `storage` (tests inject faults through it).
-pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Result<Running> {
+pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::Result<Running> {
+    fit_maxclients(&mut config);
     let shards = config.shard_count();
     let dir_lock = lock_dir(&config.dir)?;
     let recovered = recover_shards(&config, &storage, shards)?;
@@ -217,6 +218,72 @@ pub fn start_with_storage(config: Config, storage: Arc<dyn Storage>) -> io::Resu
         _edge_threads: edge_threads,
         _dir_lock: dir_lock,
     })
+}
+
+/// File descriptors the server needs besides its clients' (listeners, logs, polls, wakers, the
+/// fence floor), plus this many per shard.
+const RESERVED_FDS: u64 = 64;
+const FDS_PER_SHARD: u64 = 8;
+
+/// Makes room for `--maxclients` RESP and as many HTTP connections under `RLIMIT_NOFILE`, as
+/// Redis does: raises the soft limit up to the hard one, and if that is still too low, lowers
+/// `maxclients` to what fits and says so, rather than failing to accept later.
+fn fit_maxclients(config: &mut Config) {
+    let reserved = RESERVED_FDS + FDS_PER_SHARD * config.shard_count() as u64;
+    let wanted = 2 * u64::from(config.maxclients) + reserved;
+    let Some((soft, hard)) = nofile_limit() else {
+        return;
+    };
+    if soft >= wanted {
+        return;
+    }
+    let target = wanted.min(hard);
+    let have = if set_nofile_limit(target, hard) {
+        target
+    } else {
+        soft
+    };
+    if have >= wanted {
+        info!(
+            from = soft,
+            to = have,
+            "raised the open files limit for --maxclients"
+        );
+        return;
+    }
+    let fit = u32::try_from(have.saturating_sub(reserved) / 2)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    warn!(
+        open_files_limit = have,
+        requested = config.maxclients,
+        maxclients = fit,
+        "the open files limit is too low for --maxclients: serving at most {fit} clients per \
+         protocol; raise the limit (ulimit -n, LimitNOFILE=) to serve more"
+    );
+    config.maxclients = fit;
+}
+
+/// The soft and hard `RLIMIT_NOFILE`.
+fn nofile_limit() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct it is given a pointer to, which is a live,
+    // properly aligned local of the right type.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    ok.then_some((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `soft` (keeping `hard`); whether it worked.
+fn set_nofile_limit(soft: u64, hard: u64) -> bool {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct it is given a pointer to, a live local.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 }
 }
 
 /// What start-up recovery hands to the shards.

@@ -357,3 +357,42 @@ fn input_buffers_shrink_after_a_burst() {
     assert!(grown < 40 << 20, "RSS grew by {grown} bytes");
     drop(conns);
 }
+
+/// With too few file descriptors for `--maxclients`, the server lowers it at start and says
+/// so, as Redis does; clients past it are answered at once, never left hanging.
+#[test]
+fn maxclients_fits_the_open_files_limit() {
+    let Some(prlimit) = common::require_tool("prlimit") else {
+        return;
+    };
+    let prlimit = prlimit.to_string_lossy().into_owned();
+    let server = Server::start_wrapped(
+        &[&prlimit, "--nofile=120:120", "--"],
+        &["--shards", "2", "--maxclients", "10000"],
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("the open files limit is too low for --maxclients"),
+        "{log}"
+    );
+    // (120 - 64 - 2 x 8) / 2 = 20 clients per protocol.
+    let mut held: Vec<RawConn> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..30 {
+        let mut c = server.raw();
+        c.send(&encode_command(&[b"PING"]));
+        match c.try_read_replies(1) {
+            Some(r) if r[0] == b"+PONG\r\n" => held.push(c),
+            Some(r) => {
+                assert!(
+                    r[0].starts_with(b"-ERR max number of clients reached"),
+                    "{r:?}"
+                );
+                refused += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert_eq!(held.len(), 20, "{refused} refused");
+    assert_eq!(refused, 10);
+}

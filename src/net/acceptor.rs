@@ -19,6 +19,32 @@ use crate::context::ServerContext;
 use crate::net::access;
 use crate::shard::mesh::{External, Inbox};
 
+/// The answer to a client accepted when the process had no file descriptor left.
+const OUT_OF_FDS: &[u8] = b"-ERR max number of clients reached (out of file descriptors)\r\n";
+
+/// Lets a repeated log line through at most once a second, counting the ones held back.
+#[derive(Debug, Default)]
+struct Sparse {
+    last: Option<std::time::Instant>,
+    skipped: u64,
+}
+
+impl Sparse {
+    /// `Some(lines held back since the last one)` if a line may be logged now.
+    fn ready(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.skipped += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.skipped))
+    }
+}
+
 /// An accepted connection on its way to a shard.
 #[derive(Debug)]
 pub struct Accepted {
@@ -37,6 +63,10 @@ pub fn run(
     tls: Option<Arc<ServerConfig>>,
 ) {
     let mut next = 0usize;
+    // A descriptor kept in reserve, so that a client can be answered when none is left.
+    let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut accept_errors = Sparse::default();
+    let mut refusals = Sparse::default();
     for stream in listener.incoming() {
         if ctx.lifecycle.is_stopping() {
             // The listener was shut down (or a connection slipped in just before): stop.
@@ -45,8 +75,20 @@ pub fn run(
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                // Usually out of file descriptors; back off briefly instead of spinning.
-                warn!(error = %e, "accept failed");
+                // Usually out of file descriptors. The client would wait in the backlog
+                // unanswered: free the spare descriptor, accept it, tell it why and close it.
+                let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if out_of_fds && spare.take().is_some() {
+                    if let Ok((refused, _)) = listener.accept() {
+                        ctx.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                        refuse(refused, OUT_OF_FDS, tls.is_none());
+                    }
+                    spare = std::fs::File::open("/dev/null").ok();
+                }
+                if let Some(skipped) = accept_errors.ready() {
+                    warn!(error = %e, skipped, "accept failed (logged at most once a second)");
+                }
+                // Back off briefly instead of spinning.
                 std::thread::sleep(std::time::Duration::from_millis(10));
                 continue;
             }
@@ -68,7 +110,12 @@ pub fn run(
                 b"-ERR max number of clients reached\r\n",
                 tls.is_none(),
             );
-            warn!(limit, "refused a connection: max number of clients reached");
+            if let Some(skipped) = refusals.ready() {
+                warn!(
+                    limit,
+                    skipped, "refused a connection: max number of clients reached"
+                );
+            }
             continue;
         }
         if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
@@ -110,5 +157,20 @@ fn refuse(mut stream: TcpStream, reply: &[u8], plain: bool) {
     if plain {
         let _ = stream.set_nonblocking(true);
         let _ = stream.write_all(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_logs_once_a_second_and_counts_the_rest() {
+        let mut s = Sparse::default();
+        assert_eq!(s.ready(), Some(0));
+        assert_eq!(s.ready(), None);
+        assert_eq!(s.ready(), None);
+        s.last = Some(std::time::Instant::now() - std::time::Duration::from_secs(2));
+        assert_eq!(s.ready(), Some(2));
     }
 }

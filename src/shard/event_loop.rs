@@ -130,6 +130,10 @@ struct Core {
     mark: std::time::Instant,
     /// When parked outside callers were last checked for having gone.
     callers_checked: Instant,
+    /// The wait after the last failed log rewrite (zero after a success).
+    rewrite_backoff: Duration,
+    /// No rewrite starts before this.
+    next_rewrite: Instant,
 }
 
 /// One shard thread's state.
@@ -198,6 +202,8 @@ impl<C: Clock> Shard<C> {
                 chaos,
                 mark: std::time::Instant::now(),
                 callers_checked: Instant::now(),
+                rewrite_backoff: Duration::ZERO,
+                next_rewrite: Instant::now(),
             },
             clock,
             dirty: Vec::new(),

@@ -61,12 +61,26 @@ impl Server {
         Server::start_with_env(extra_args, &[])
     }
 
+    /// [`Server::start`] through `wrapper`, a program that runs the server (it must exec it, so
+    /// that the child is the server), such as `prlimit --nofile=100 --`.
+    pub fn start_wrapped(wrapper: &[&str], extra_args: &[&str]) -> Server {
+        let dir = unique_temp_dir();
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create data dir {}: {e}", dir.display()));
+        Server::launch(&dir, false, wrapper, extra_args, &[]).unwrap_or_else(|f| {
+            panic!(
+                "token-server {extra_args:?} under {wrapper:?} exited with {}\n{}",
+                f.status, f.output
+            )
+        })
+    }
+
     /// [`Server::start`], with `env` added to the server's environment.
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = unique_temp_dir();
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create data dir {}: {e}", dir.display()));
-        Server::launch(&dir, false, extra_args, env).unwrap_or_else(|f| {
+        Server::launch(&dir, false, &[], extra_args, env).unwrap_or_else(|f| {
             panic!(
                 "token-server {extra_args:?} exited with {} before printing `{LISTEN_MARKER}`\n{}",
                 f.status, f.output
@@ -864,7 +878,7 @@ impl Server {
     /// [`Server::start_in`], returning the exit status and output of a server that exits
     /// before it is ready instead of panicking.
     pub fn try_start_in(dir: &Path, extra_args: &[&str]) -> Result<Server, StartFailure> {
-        Server::launch(dir, true, extra_args, &[])
+        Server::launch(dir, true, &[], extra_args, &[])
     }
 
     /// Starts the binary on `dir` with `extra_args` and `env`, and waits until it reports its
@@ -873,10 +887,19 @@ impl Server {
     fn launch(
         dir: &Path,
         keep_dir: bool,
+        wrapper: &[&str],
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Server, StartFailure> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_token-server"));
+        let binary = env!("CARGO_BIN_EXE_token-server");
+        let mut command = match wrapper.split_first() {
+            None => Command::new(binary),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+        };
         command
             .args(["--port", "0", "--http-port", "0", "--dir"])
             .arg(dir)

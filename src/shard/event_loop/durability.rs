@@ -15,6 +15,11 @@ use crate::net::connection::Connection;
 use crate::shard::mesh::Answer;
 use crate::types::Error;
 
+/// The wait after a first failed rewrite.
+const MIN_REWRITE_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between failed rewrites.
+const MAX_REWRITE_BACKOFF: Duration = Duration::from_secs(60);
+
 impl Core {
     /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
     /// any reply of theirs can leave. If the log cannot take them, the table takes them back
@@ -25,13 +30,16 @@ impl Core {
         if let Some(done) = self.log.poll_rewrite() {
             match done {
                 Ok(report) => {
+                    self.rewrite_backoff = Duration::ZERO;
                     self.log_rewrites += 1;
                     self.rewrite_base = self.log.file_len();
                     info!(shard = self.id, ?report, "log rewritten");
                 }
                 Err(e) => {
                     self.log_errors += 1;
-                    warn!(shard = self.id, error = %e, "log rewrite failed");
+                    let retry = self.rewrite_failed();
+                    warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
+                          "log rewrite failed");
                 }
             }
         }
@@ -96,7 +104,7 @@ impl Core {
             let grown = pct > 0
                 && len >= self.ctx.config.log_rewrite_min_size
                 && len.saturating_sub(self.rewrite_base) * 100 >= self.rewrite_base.max(1) * pct;
-            if heal || grown {
+            if (heal || grown) && std::time::Instant::now() >= self.next_rewrite {
                 self.last_heal = std::time::Instant::now();
                 self.begin_rewrite();
             }
@@ -111,7 +119,9 @@ impl Core {
     fn begin_rewrite(&mut self) {
         if let Err(e) = self.log.begin_collecting() {
             self.log_errors += 1;
-            warn!(shard = self.id, error = %e, "cannot start a log rewrite");
+            let retry = self.rewrite_failed();
+            warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
+                  "cannot start a log rewrite");
             return;
         }
         let encoder = SnapshotEncoder::with_capacity(
@@ -148,8 +158,20 @@ impl Core {
             self.rewrite_snapshot = Some((encoder, segment));
         } else if let Err(e) = self.log.submit_snapshot(encoder.finish()) {
             self.log_errors += 1;
-            warn!(shard = self.id, error = %e, "cannot write a log rewrite");
+            let retry = self.rewrite_failed();
+            warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
+                  "cannot write a log rewrite");
         }
+    }
+
+    /// A rewrite failed (out of descriptors or space, say): the next one waits, 1 s after the
+    /// first failure, doubling up to a minute, so a failing rewrite does not re-encode the
+    /// whole table on every loop pass. Returns the wait.
+    fn rewrite_failed(&mut self) -> Duration {
+        self.rewrite_backoff =
+            (self.rewrite_backoff * 2).clamp(MIN_REWRITE_BACKOFF, MAX_REWRITE_BACKOFF);
+        self.next_rewrite = std::time::Instant::now() + self.rewrite_backoff;
+        self.rewrite_backoff
     }
 
     /// Takes back this iteration's changes and fails the replies that depended on them.
