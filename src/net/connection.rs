@@ -124,6 +124,9 @@ struct Slot {
     content: Content,
     /// The grant this slot's reply carries, if it answers a waiting LOCK.
     grant: Option<Box<Grant>>,
+    /// For a pending slot, the bytes its reply may take, counted in the unsent bytes until it
+    /// arrives.
+    reserve: usize,
     /// The protocol in force when the request was read, so a later HELLO does not change how
     /// earlier replies are encoded.
     protocol: Protocol,
@@ -168,6 +171,7 @@ impl Output {
         self.slots.push_back(Slot {
             content: Content::Ready(reply),
             grant: None,
+            reserve: 0,
             protocol,
         });
     }
@@ -178,6 +182,7 @@ impl Output {
         self.slots.push_back(Slot {
             content: Content::Hangup,
             grant: None,
+            reserve: 0,
             protocol: Protocol::Resp2,
         });
     }
@@ -189,10 +194,19 @@ impl Output {
 
     /// Queues an empty slot and returns its sequence number, to be filled by [`Output::fill`].
     pub fn push_pending(&mut self, protocol: Protocol) -> u64 {
+        self.push_pending_sized(protocol, 0)
+    }
+
+    /// [`Output::push_pending`] for a reply that may take up to `reserve` bytes (a STATUS
+    /// with a stored result, from another shard): they count as unsent until it arrives, so
+    /// reading pauses before replies still on their way can pass the limits.
+    pub fn push_pending_sized(&mut self, protocol: Protocol, reserve: usize) -> u64 {
         let seq = self.head_seq + self.slots.len() as u64;
+        self.queued_bytes += reserve;
         self.slots.push_back(Slot {
             content: Content::Pending,
             grant: None,
+            reserve,
             protocol,
         });
         seq
@@ -269,6 +283,8 @@ impl Output {
         match self.slots.get_mut(index as usize) {
             Some(slot) if matches!(slot.content, Content::Pending) => {
                 slot.content = content;
+                self.queued_bytes = self.queued_bytes.saturating_sub(slot.reserve);
+                slot.reserve = 0;
                 true
             }
             _ => false,
@@ -282,8 +298,10 @@ impl Output {
         {
             let old = match &slot.content {
                 Content::Ready(old) => approx_len(old),
-                Content::Pending | Content::Hangup => 0,
+                Content::Pending => slot.reserve,
+                Content::Hangup => 0,
             };
+            slot.reserve = 0;
             self.queued_bytes = self.queued_bytes.saturating_sub(old) + approx_len(&reply);
             slot.content = Content::Ready(reply);
         }
@@ -553,6 +571,22 @@ mod tests {
         input.read_from(&mut src).unwrap();
         input.consume(6);
         assert_eq!(input.buf.len(), READ_CHUNK, "a small buffer is kept");
+    }
+
+    #[test]
+    fn pending_replies_count_what_they_may_take() {
+        let mut out = Output::default();
+        let a = out.push_pending_sized(Protocol::Resp2, 70_000);
+        assert_eq!(out.pending_bytes(), 70_000);
+        for _ in 0..60 {
+            out.push_pending_sized(Protocol::Resp2, 70_000);
+        }
+        assert!(
+            out.is_backlogged(),
+            "61 x 70 KB on their way pass the 4 MiB pause"
+        );
+        assert!(out.fill(a, Reply::Integer(1)));
+        assert_eq!(out.pending_bytes(), 60 * 70_000 + 24);
     }
 
     #[test]

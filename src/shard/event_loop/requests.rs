@@ -132,7 +132,8 @@ impl Core {
                         }
                     }
                 } else {
-                    let seq = conn.output.push_pending(protocol);
+                    let reserve = reply_reserve(&cmd, &self.ctx.limits);
+                    let seq = conn.output.push_pending_sized(protocol, reserve);
                     self.forwarded += 1;
                     self.mesh.push(
                         owner,
@@ -210,7 +211,11 @@ impl Core {
                 });
             }
         } else {
-            let seq = conn.output.push_pending(protocol);
+            let reserve = ops
+                .iter()
+                .map(|op| reply_reserve(op, &self.ctx.limits))
+                .sum();
+            let seq = conn.output.push_pending_sized(protocol, reserve);
             self.forwarded += 1;
             self.mesh.push(
                 owner,
@@ -221,6 +226,15 @@ impl Core {
                 },
             );
         }
+    }
+}
+
+/// The most bytes the reply to `op` may take: a STATUS may carry a stored result of up to
+/// `--max-result-size`; the others are a key, a fence or a short error.
+fn reply_reserve(op: &Op, limits: &command::CommandLimits) -> usize {
+    match op {
+        Op::Status(_) => limits.max_result_size + 128,
+        _ => 64,
     }
 }
 
