@@ -101,11 +101,7 @@ impl Core {
                 let owner = shard_for(cmd.id(), self.shards);
                 if owner == self.id {
                     let seq = conn.output.next_seq();
-                    let origin = Origin::Conn {
-                        shard: self.id,
-                        conn: cref,
-                        seq,
-                    };
+                    let origin = self.origin_of(cref, seq);
                     let (answer, unlogged) =
                         self.run_observed(cmd, origin, Client::Session(conn.session));
                     let reply = match answer {
@@ -123,11 +119,7 @@ impl Core {
                         Some(reply) => {
                             conn.push(reply, protocol);
                             if unlogged {
-                                self.acks.push(Ack::Local {
-                                    slot: cref.slot,
-                                    conn_id: cref.conn_id,
-                                    seq,
-                                });
+                                self.ack_local(cref, seq);
                             }
                         }
                     }
@@ -184,6 +176,25 @@ impl Core {
 }
 
 impl Core {
+    /// Who is owed the reply in slot `seq` of this shard's connection `cref`.
+    fn origin_of(&self, cref: ConnRef, seq: u64) -> Origin {
+        Origin::Conn {
+            shard: self.id,
+            conn: cref,
+            seq,
+        }
+    }
+
+    /// Notes that the reply in slot `seq` of connection `cref` depends on this iteration's
+    /// records: it becomes an error if they cannot be logged.
+    fn ack_local(&mut self, cref: ConnRef, seq: u64) {
+        self.acks.push(Ack::Local {
+            slot: cref.slot,
+            conn_id: cref.conn_id,
+            seq,
+        });
+    }
+
     /// Runs a transaction's operations (all of one slot) on the shard owning their ids: here at
     /// once, or as one message to the owner. The reply is the array of their replies.
     fn exec(&mut self, ops: Vec<Op>, conn: &mut ConnParts<'_>, cref: ConnRef) {
@@ -195,20 +206,12 @@ impl Core {
         let owner = shard_for(first.id(), self.shards);
         if owner == self.id {
             let seq = conn.output.next_seq();
-            let origin = Origin::Conn {
-                shard: self.id,
-                conn: cref,
-                seq,
-            };
+            let origin = self.origin_of(cref, seq);
             let (outcomes, unlogged) =
                 self.run_transaction(ops, origin, Client::Session(conn.session));
             conn.push(transaction::exec_reply(outcomes), protocol);
             if unlogged {
-                self.acks.push(Ack::Local {
-                    slot: cref.slot,
-                    conn_id: cref.conn_id,
-                    seq,
-                });
+                self.ack_local(cref, seq);
             }
         } else {
             let reserve = ops

@@ -9,7 +9,33 @@ use crate::clock::Clock;
 use crate::command;
 use crate::shard::mesh::{Answer, External, Message};
 use crate::table::{Op, Outcome, Unlock};
-use crate::types::{ConnRef, Id, KeyBytes, Origin};
+use crate::types::{ConnRef, Id, KeyBytes, Origin, ShardId};
+
+impl super::Core {
+    /// Sends `answer` back to the shard `to` that forwarded the command, for reply slot `seq`
+    /// of its connection `conn`; `unlogged`: it depends on this iteration's records, and must
+    /// become an error if they cannot be logged.
+    fn answer_shard(
+        &mut self,
+        to: ShardId,
+        conn: ConnRef,
+        seq: u64,
+        answer: Answer,
+        unlogged: bool,
+    ) {
+        if unlogged {
+            let index = self.mesh.queued(to);
+            self.acks.push(Ack::Remote { shard: to, index });
+        }
+        let msg = Message::Reply {
+            conn,
+            seq,
+            answer,
+            grant: None,
+        };
+        self.mesh.push(to, msg);
+    }
+}
 
 impl<C: Clock> Shard<C> {
     pub(super) fn take_external(&mut self) {
@@ -63,17 +89,7 @@ impl<C: Clock> Shard<C> {
                     let (answer, unlogged) =
                         self.core.run_observed(cmd, origin, Client::Shard(from));
                     if !matches!(answer, Answer::Outcome(Outcome::Parked)) {
-                        if unlogged {
-                            let index = self.core.mesh.queued(from);
-                            self.core.acks.push(Ack::Remote { shard: from, index });
-                        }
-                        let msg = Message::Reply {
-                            conn,
-                            seq,
-                            answer,
-                            grant: None,
-                        };
-                        self.core.mesh.push(from, msg);
+                        self.core.answer_shard(from, conn, seq, answer, unlogged);
                     }
                 }
                 Message::Transaction { conn, seq, ops } => {
@@ -84,17 +100,8 @@ impl<C: Clock> Shard<C> {
                     };
                     let (outcomes, unlogged) =
                         self.core.run_transaction(ops, origin, Client::Shard(from));
-                    if unlogged {
-                        let index = self.core.mesh.queued(from);
-                        self.core.acks.push(Ack::Remote { shard: from, index });
-                    }
-                    let msg = Message::Reply {
-                        conn,
-                        seq,
-                        answer: Answer::Outcomes(outcomes),
-                        grant: None,
-                    };
-                    self.core.mesh.push(from, msg);
+                    let answer = Answer::Outcomes(outcomes);
+                    self.core.answer_shard(from, conn, seq, answer, unlogged);
                 }
                 Message::CancelWaits { conn } => {
                     self.core.table.cancel_waiters(|origin| {
