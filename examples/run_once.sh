@@ -12,8 +12,18 @@
 # Every request is retried when its reply is lost (curl gets no response) or refused (503):
 # /complete, /renew and /unlock are idempotent for their key, and a /lock whose reply was
 # lost leaves a lock nobody knows the key of, which its lease frees. Exit status 2: the server
-# could not be used, or the lease ran out while the command ran (it may run again elsewhere).
-# Set TOKEN_SERVER_TOKEN to send `Authorization: Bearer` when the server has a password.
+# could not be used, the id stayed held by someone else for HOLD_PATIENCE_S, or the lease ran
+# out while the command ran (it may run again elsewhere).
+#
+# Settings (environment):
+#   LEASE_MS            the lease, renewed every third of it (default 30000)
+#   WAIT_MS             how long one /lock queues for a held id (default 10000)
+#   PATIENCE_S          how long one request is retried when its reply is lost (default 120)
+#   HOLD_PATIENCE_S     how long to keep queueing while someone else holds the id, which
+#                       without a lease may be forever (default 600)
+#   TOKEN_SERVER_TOKEN  sent as `Authorization: Bearer` when the server has a password
+#
+# Job ids are sent as their bytes (UTF-8 under a UTF-8 locale), the same ids as over RESP.
 set -u
 
 base=${1:?usage: run_once.sh BASE_URL JOB_ID COMMAND [ARG...]}
@@ -22,14 +32,17 @@ shift 2
 lease_ms=${LEASE_MS:-30000}
 wait_ms=${WAIT_MS:-10000}
 patience_s=${PATIENCE_S:-120}
+hold_patience_s=${HOLD_PATIENCE_S:-600}
 
 auth=()
 if [ -n "${TOKEN_SERVER_TOKEN:-}" ]; then
     auth=(-H "Authorization: Bearer $TOKEN_SERVER_TOKEN")
 fi
 
-# Percent-encodes $1 for a query string.
+# Percent-encodes $1 for a query string, byte by byte: in the C locale bash sees bytes, so a
+# character such as € becomes its UTF-8 bytes (%E2%82%AC), not its code point.
 encode() {
+    local LC_ALL=C
     local s=$1 out= c i
     for ((i = 0; i < ${#s}; i++)); do
         c=${s:i:1}
@@ -61,12 +74,20 @@ call() {
 }
 
 id=$(encode "$job")
+queued_since=$SECONDS
 while :; do
     call "/lock?id=$id&ttl=$lease_ms&wait=$wait_ms"
     case "$status $body" in
         "200 "*) key=$body; break ;;
         "409 complete"*) echo "$job: already done"; exit 0 ;;
-        "409 locked"*) continue ;; # held, maybe by a lock whose reply was lost: queue again
+        "409 locked"*)
+            # Held, maybe by a lock whose reply was lost: queue again, for a while.
+            if ((SECONDS - queued_since > hold_patience_s)); then
+                echo "run_once: $job is still held by someone else after ${hold_patience_s}s" >&2
+                exit 2
+            fi
+            continue
+            ;;
         *) echo "run_once: /lock answered $status $body" >&2; exit 2 ;;
     esac
 done

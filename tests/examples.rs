@@ -92,3 +92,58 @@ fn shell_example_runs_each_job_once_under_chaos() {
         "each job exactly once"
     );
 }
+
+/// The shell example sends a job id's UTF-8 bytes (under a UTF-8 locale too), so `job é €` is
+/// the same job over RESP and never the same as `job AC`; and it gives up, with exit status 2,
+/// on an id someone else holds without a lease.
+#[test]
+fn shell_example_sends_utf8_bytes_and_gives_up_on_a_held_id() {
+    let (Some(bash), Some(_curl)) = (require_tool("bash"), require_tool("curl")) else {
+        return;
+    };
+    let server = Server::start(&["--shards", "2"]);
+    let base = format!("http://{}", server.http_addr);
+    let run = |job: &str, env: &[(&str, &str)]| {
+        Command::new(&bash)
+            .arg(example("run_once.sh"))
+            .args([&base, job, "true"])
+            .env("LC_ALL", "C.UTF-8")
+            .env("LANG", "C.UTF-8")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the shell example")
+    };
+    let out = run("job \u{e9} \u{20ac}", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut con = server.connection(Proto::Resp2);
+    let status: Vec<redis::Value> = redis::cmd("STATUS")
+        .arg("job \u{e9} \u{20ac}".as_bytes())
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        common::value_text(&status[1]).as_deref(),
+        Some("completed"),
+        "{status:?}"
+    );
+    let other: Vec<redis::Value> = redis::cmd("STATUS")
+        .arg("job \u{e9} AC")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(common::value_text(&other[1]).as_deref(), Some("free"));
+
+    let _key = common::expect_key(redis::cmd("LOCK").arg("held").query(&mut con), "LOCK");
+    let started = std::time::Instant::now();
+    let out = run("held", &[("WAIT_MS", "500"), ("HOLD_PATIENCE_S", "1")]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still held"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
