@@ -470,9 +470,18 @@ fn info_locks_returns_only_that_section() {
 
 #[test]
 fn config_get_save_and_appendonly() {
-    let server = Server::start(&["--shards", "2"]);
+    let server = Server::start(&["--shards", "2", "--max-waiters", "77"]);
     let mut con = server.connection(Proto::Resp2);
-    for name in ["save", "appendonly"] {
+    for name in [
+        "save",
+        "appendonly",
+        "default-lease",
+        "completed-retention",
+        "max-waiters",
+        "max-result-size",
+        "slowlog-log-slower-than",
+        "slowlog-max-len",
+    ] {
         match con.run(&["CONFIG", "GET", name]).unwrap() {
             Value::Array(items) => {
                 assert_eq!(items.len(), 2, "CONFIG GET {name}: {items:?}");
@@ -481,6 +490,10 @@ fn config_get_save_and_appendonly() {
             }
             other => panic!("CONFIG GET {name} must be an array, got {other:?}"),
         }
+    }
+    match con.run(&["CONFIG", "GET", "max-waiters"]).unwrap() {
+        Value::Array(items) => assert_eq!(value_text(&items[1]).as_deref(), Some("77")),
+        other => panic!("{other:?}"),
     }
 }
 

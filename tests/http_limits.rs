@@ -226,7 +226,11 @@ fn connections_over_maxclients_are_refused_with_503() {
     let mut refused = HttpConn::connect(server.http_addr);
     let answer = refused.read_until_closed(Duration::from_secs(10));
     assert!(
-        answer.starts_with(b"HTTP/1.1 503 ") && answer.ends_with(b"\r\n\r\nbusy"),
+        answer.starts_with(b"HTTP/1.1 503 ")
+            && answer.ends_with(b"\r\n\r\nbusy")
+            && answer
+                .windows(25)
+                .any(|w| w.eq_ignore_ascii_case(b"cache-control: no-store\r\n")),
         "got {:?}",
         show(&answer)
     );

@@ -62,6 +62,7 @@ const MAX_WORKER_THREADS: usize = 4;
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: text/plain; charset=utf-8\r\n\
 content-length: 4\r\n\
+cache-control: no-store\r\n\
 connection: close\r\n\
 \r\n\
 busy";

@@ -76,6 +76,15 @@ fn parameters(ctx: &ServerContext) -> Vec<(&'static str, String)> {
             "client-query-buffer-limit",
             c.security.client_query_buffer_limit.to_string(),
         ),
+        ("default-lease", c.default_lease.to_string()),
+        ("completed-retention", c.completed_retention.to_string()),
+        ("max-waiters", c.max_waiters.to_string()),
+        ("max-result-size", c.max_result_size.to_string()),
+        (
+            "slowlog-log-slower-than",
+            c.slowlog_log_slower_than.to_string(),
+        ),
+        ("slowlog-max-len", c.slowlog_max_len.to_string()),
     ]
 }
 
