@@ -48,6 +48,9 @@ fn main() -> ExitCode {
     };
     if loaded.config.check_config {
         print!("{}", show::render(&loaded));
+        for variable in &loaded.unknown_env {
+            eprintln!("warning: {variable} names no setting and is ignored");
+        }
         return match check_dir(&loaded.config.dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
@@ -58,6 +61,13 @@ fn main() -> ExitCode {
     }
     let config = loaded.config;
     init_logging(config.log_level, config.log_format);
+    for variable in &loaded.unknown_env {
+        tracing::warn!(
+            variable = %variable,
+            "ignored an environment variable that names no setting (settings are \
+             TOKEN_SERVER_ and the long flag name, as in --help)"
+        );
+    }
     let running = match token_server::server::start(config) {
         Ok(r) => r,
         Err(e) => {

@@ -408,3 +408,28 @@ fn a_copy_of_the_logs_taken_while_running_restores() {
         "restored",
     );
 }
+
+/// A `TOKEN_SERVER_*` variable that names no setting (a typo) is not ignored in silence: the
+/// server warns at start, and `--check-config` says so.
+#[test]
+fn unknown_environment_variables_are_warned_about() {
+    let out = binary()
+        .args(["--check-config"])
+        .env("TOKEN_SERVER_MAXCLIENT", "5")
+        .output()
+        .expect("run --check-config");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("TOKEN_SERVER_MAXCLIENT names no setting"),
+        "{stderr}"
+    );
+    let server = Server::start_with_env(&["--shards", "1"], &[("TOKEN_SERVER_MAXCLIENT", "5")]);
+    assert!(
+        server
+            .log_text()
+            .contains("ignored an environment variable that names no setting"),
+        "{}",
+        server.log_text()
+    );
+}

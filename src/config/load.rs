@@ -42,6 +42,9 @@ pub struct Loaded {
     pub matches: clap::ArgMatches,
     /// `(long name, source)` for every setting, in `--help` order.
     pub sources: Vec<(String, Source)>,
+    /// `TOKEN_SERVER_*` variables in the environment that name no setting (a typo, or a
+    /// setting of another version): ignored, and worth a warning.
+    pub unknown_env: Vec<String>,
 }
 
 /// The environment variable for the flag `--long`.
@@ -116,10 +119,20 @@ where
             Some((long.to_string(), source))
         })
         .collect();
+    let known: BTreeSet<String> = cmd
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let unknown_env = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("TOKEN_SERVER_") && !known.contains(name))
+        .collect();
     Ok(Loaded {
         config,
         matches,
         sources,
+        unknown_env,
     })
 }
 

@@ -63,6 +63,32 @@ const BAD_WAIT: BadRequest =
 const BAD_TTL: BadRequest =
     BadRequest("ERR bad ttl: expected whole milliseconds from 1 to 1099511627776");
 
+/// Every reason a query is refused with 400, for the test that docs/HTTP.md lists each.
+#[cfg(test)]
+const REASONS: &[BadRequest] = &[
+    MISSING_ID,
+    DUPLICATE_ID,
+    BAD_ID_ENCODING,
+    MISSING_KEY,
+    DUPLICATE_KEY,
+    BAD_KEY_ENCODING,
+    EMPTY_KEY,
+    KEY_TOO_LONG,
+    DUPLICATE_TTL,
+    DUPLICATE_WAIT,
+    DUPLICATE_FINGERPRINT,
+    DUPLICATE_RESULT,
+    BAD_FINGERPRINT_ENCODING,
+    BAD_RESULT_ENCODING,
+    MISSING_TTL,
+    BAD_WAIT,
+    BAD_TTL,
+    BadRequest(Error::EmptyId.text()),
+    BadRequest(Error::IdTooLong.text()),
+    BadRequest(Error::FingerprintTooLong.text()),
+    BadRequest(Error::ResultTooLarge.text()),
+];
+
 /// The known parameters of a request, still percent-encoded.
 #[derive(Debug, Default)]
 struct RawParams<'a> {
@@ -294,6 +320,16 @@ mod tests {
         let err = parse(Endpoint::Unlock, &long).unwrap_err();
         assert!(err.starts_with("ERR key too long"), "{err}");
         assert!(!err.contains(hex), "an error never echoes the key: {err}");
+    }
+
+    #[test]
+    fn docs_list_every_reason() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/HTTP.md"))
+            .expect("docs/HTTP.md");
+        for reason in REASONS {
+            let row = format!("| `{}` |", reason.sentence());
+            assert!(doc.contains(&row), "docs/HTTP.md does not list {row}");
+        }
     }
 
     #[test]
