@@ -681,3 +681,86 @@ fn help_subcommands_and_maint_notifications() {
     let ok: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(ok, "PONG");
 }
+
+/// A batch of TRYLOCKs with a held id inside never throws: redis-py's default `pipeline()`
+/// (a transaction, so ids share a hash tag) and one without a transaction, and the `redis`
+/// crate's pipe, each hand back every other key, and the held id's answer says it is held.
+#[test]
+fn trylock_batches_hand_back_every_other_key() {
+    let server = Server::start(&["--shards", "4"]);
+    let mut con = server.connection(Proto::Resp2);
+    expect_key(
+        redis::cmd("LOCK")
+            .arg("{b}.3")
+            .arg("PX")
+            .arg(60_000)
+            .query(&mut con),
+        "hold {b}.3",
+    );
+    expect_key(
+        redis::cmd("LOCK").arg("crate-3").query(&mut con),
+        "hold crate-3",
+    );
+    let mut pipe = redis::pipe();
+    for i in 0..6 {
+        pipe.cmd("TRYLOCK")
+            .arg(format!("crate-{i}"))
+            .arg("PX")
+            .arg(30_000);
+    }
+    let replies: Vec<Value> = pipe.query(&mut con).expect("no error for a held id");
+    for (i, reply) in replies.iter().enumerate() {
+        let Value::Array(parts) = reply else {
+            panic!("{i}: {reply:?}")
+        };
+        if i == 3 {
+            assert_eq!(parts[0], Value::Nil, "{parts:?}");
+            assert_eq!(text(&parts[1]), "locked");
+            assert_eq!(parts[2], Value::Int(-1), "no lease");
+        } else {
+            assert!(common::is_key(&text(&parts[0])), "{parts:?}");
+            assert!(matches!(parts[1], Value::Int(f) if f > 0), "{parts:?}");
+        }
+    }
+
+    let Some(python) = common::require_python_module("redis") else {
+        return;
+    };
+    let script = r#"
+import json, sys, redis
+r = redis.Redis(port=int(sys.argv[1]))
+out = {}
+p = r.pipeline()
+for i in range(6):
+    p.execute_command("TRYLOCK", f"{{b}}.{i}", "PX", 30000)
+out["tx"] = [[x.decode() if isinstance(x, bytes) else x for x in reply] for reply in p.execute()]
+p = r.pipeline(transaction=False)
+for i in range(6):
+    p.execute_command("TRYLOCK", f"{{b}}.{i}")
+out["plain"] = [[x.decode() if isinstance(x, bytes) else x for x in reply] for reply in p.execute()]
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &server.port().to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "redis-py raised: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for (i, reply) in v["tx"].as_array().expect("tx").iter().enumerate() {
+        if i == 3 {
+            assert_eq!(reply[0], serde_json::Value::Null, "{v}");
+            assert_eq!(reply[1], "locked", "{v}");
+            assert!(reply[2].as_i64().is_some_and(|ttl| ttl > 0), "{v}");
+        } else {
+            assert_eq!(reply[0].as_str().map(str::len), Some(32), "{v}");
+        }
+    }
+    // The same ids again: every one is held now, and the batch still does not throw.
+    for reply in v["plain"].as_array().expect("plain") {
+        assert_eq!(reply[1], "locked", "{v}");
+    }
+}

@@ -54,3 +54,24 @@ pub fn parse(args: &Args<'_>, id_pos: usize, limits: &CommandLimits) -> Result<L
     }
     Ok(lock)
 }
+
+/// Parses `TRYLOCK id [PX ms | EX s] [FINGERPRINT fp]`: a LOCK that answers where a held or
+/// completed id stands instead of an error, so a batch of them never throws for a routine
+/// refusal.
+///
+/// # Format
+/// ```text
+/// TRYLOCK id [PX ms | EX s] [FINGERPRINT fp]
+/// ```
+/// Replies `[key, fence]` when granted, `[nil, "locked", ttl_ms]` when held (`ttl_ms` -1
+/// without a lease), `[nil, "completed", result]` when completed (`result` nil if none);
+/// `-MISMATCH` for another fingerprint, and errors for bad arguments, as LOCK.
+pub fn parse_try(args: &Args<'_>, id_pos: usize, limits: &CommandLimits) -> Result<Lock, Error> {
+    let mut lock = parse(args, id_pos, limits)?;
+    if lock.wait_ms.is_some() || lock.with_fence {
+        return Err(Error::Syntax);
+    }
+    lock.trying = true;
+    lock.with_fence = true;
+    Ok(lock)
+}

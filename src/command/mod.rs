@@ -28,7 +28,7 @@ mod lease_tests;
 use std::borrow::Cow;
 
 use crate::protocol::{Args, Reply};
-use crate::table::{Op, Outcome};
+use crate::table::{Op, Outcome, Standing};
 use crate::types::{Error, Id, KeyBytes, parse_key};
 
 pub use number::{parse_lease, parse_wait};
@@ -92,6 +92,7 @@ pub fn parse(
     let at = spec.id_pos?;
     Some(match spec.kind {
         CommandKind::Lock => lock::parse(args, at, limits).map(Op::Lock),
+        CommandKind::Trylock => lock::parse_try(args, at, limits).map(Op::Lock),
         CommandKind::Unlock => unlock::parse(args, at, limits).map(Op::Unlock),
         CommandKind::Complete => complete::parse(args, at, limits).map(Op::Complete),
         CommandKind::Renew => renew::parse(args, at, limits).map(Op::Renew),
@@ -103,6 +104,7 @@ pub fn parse(
 /// Which command of the spec table an operation is.
 pub fn kind_of(op: &Op) -> CommandKind {
     match op {
+        Op::Lock(lock) if lock.trying => CommandKind::Trylock,
         Op::Lock(_) => CommandKind::Lock,
         Op::Unlock(_) => CommandKind::Unlock,
         Op::Complete(_) => CommandKind::Complete,
@@ -122,8 +124,25 @@ pub fn reply(outcome: Outcome) -> Option<Reply> {
         Outcome::Done => Reply::Ok,
         Outcome::Status { standing, waiters } => status::reply(standing, waiters),
         Outcome::Refused { error, .. } => Reply::from(error),
+        Outcome::Taken { standing } => taken_reply(standing),
         Outcome::Parked => return None,
     })
+}
+
+/// TRYLOCK's answer for an id it could not take: `[nil, "locked", ttl_ms]` (-1 without a
+/// lease) or `[nil, "completed", result]` (nil without one).
+fn taken_reply(standing: Standing) -> Reply {
+    let (state, detail) = match standing {
+        Standing::Locked { ttl_ms, .. } => (
+            "locked",
+            Reply::Integer(ttl_ms.map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX))),
+        ),
+        Standing::Completed { result, .. } => {
+            ("completed", result.map_or(Reply::Null, |r| Reply::bulk(&r)))
+        }
+        Standing::Free => ("free", Reply::Null),
+    };
+    Reply::Array(vec![Reply::Null, Reply::bulk(state.as_bytes()), detail])
 }
 
 /// The reply to a granted LOCK: the key, or `[key, fence]` with WITHFENCE.

@@ -56,12 +56,14 @@ pub enum CommandKind {
     Watch,
     /// `UNWATCH`
     Unwatch,
+    /// `TRYLOCK id [options]`
+    Trylock,
 }
 
 impl CommandKind {
     /// The number of kinds: per-command counters are arrays of this size (plus one cell for
     /// unknown commands).
-    pub const COUNT: usize = CommandKind::Unwatch as usize + 1;
+    pub const COUNT: usize = CommandKind::Trylock as usize + 1;
 
     /// This kind's position in per-command arrays, `0..COUNT`.
     pub fn index(self) -> usize {
@@ -357,6 +359,16 @@ pub static COMMANDS: &[CommandSpec] = &[
         syntax: "",
         summary: "Answers OK: nothing is ever watched.",
         group: "transactions",
+    },
+    CommandSpec {
+        name: "trylock",
+        arity: -2,
+        flags: &["write", "fast"],
+        id_pos: Some(1),
+        kind: CommandKind::Trylock,
+        syntax: "id [PX ms | EX s] [FINGERPRINT fp]",
+        summary: "Takes an id like LOCK, but answers where a held or completed id stands instead of an error.",
+        group: "locks",
     },
 ];
 

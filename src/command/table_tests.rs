@@ -248,3 +248,70 @@ fn random_sequences_match_the_model() {
         }
     }
 }
+
+#[test]
+fn trylock_answers_where_a_taken_id_stands() {
+    let mut f = Fixture::new();
+    let granted = f.run(CommandKind::Trylock, &[b"TRYLOCK", b"t", b"PX", b"5000"]);
+    let Reply::Array(parts) = &granted else {
+        panic!("[key, fence]: {granted:?}")
+    };
+    assert!(
+        matches!(parts[..], [Reply::Key(_), Reply::Integer(_)]),
+        "{parts:?}"
+    );
+    assert_eq!(
+        f.run(CommandKind::Trylock, &[b"TRYLOCK", b"t"]),
+        Reply::Array(vec![
+            Reply::Null,
+            Reply::bulk(b"locked"),
+            Reply::Integer(5000)
+        ])
+    );
+    f.lock(b"forever");
+    assert_eq!(
+        f.run(CommandKind::Trylock, &[b"TRYLOCK", b"forever"]),
+        Reply::Array(vec![
+            Reply::Null,
+            Reply::bulk(b"locked"),
+            Reply::Integer(-1)
+        ])
+    );
+    let k = f.locked(b"c");
+    f.run(
+        CommandKind::Complete,
+        &[b"COMPLETE", b"c", &k, b"RESULT", b"r1"],
+    );
+    assert_eq!(
+        f.run(CommandKind::Trylock, &[b"TRYLOCK", b"c"]),
+        Reply::Array(vec![
+            Reply::Null,
+            Reply::bulk(b"completed"),
+            Reply::bulk(b"r1")
+        ])
+    );
+    let k = f.locked(b"d");
+    f.complete(b"d", &k);
+    assert_eq!(
+        f.run(CommandKind::Trylock, &[b"TRYLOCK", b"d"]),
+        Reply::Array(vec![Reply::Null, Reply::bulk(b"completed"), Reply::Null])
+    );
+    // Misuse is still an error: WAIT and WITHFENCE are not TRYLOCK's, a fingerprint mismatches.
+    for bad in [
+        &[&b"TRYLOCK"[..], b"x", b"WAIT", b"10"][..],
+        &[b"TRYLOCK", b"x", b"WITHFENCE"],
+    ] {
+        assert_eq!(
+            parse_op(CommandKind::Trylock, bad, &CommandLimits::default()),
+            Some(Err(errors::SYNTAX))
+        );
+    }
+    f.run(CommandKind::Lock, &[b"LOCK", b"fp", b"FINGERPRINT", b"a"]);
+    assert_eq!(
+        f.run(
+            CommandKind::Trylock,
+            &[b"TRYLOCK", b"fp", b"FINGERPRINT", b"b"]
+        ),
+        errors::MISMATCH
+    );
+}

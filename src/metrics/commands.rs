@@ -83,6 +83,10 @@ impl Outcome {
         match outcome {
             crate::table::Outcome::Parked => Outcome::Queued,
             crate::table::Outcome::Refused { error, .. } => Outcome::of_error(*error),
+            crate::table::Outcome::Taken { standing } => match standing {
+                crate::table::Standing::Completed { .. } => Outcome::Completed,
+                _ => Outcome::Locked,
+            },
             _ => Outcome::Ok,
         }
     }

@@ -170,7 +170,8 @@ impl Capture {
                 c.lease_ms = l.lease_ms;
                 c.wait_ms = l.wait_ms;
                 c.fingerprint_len = l.fingerprint.as_ref().map(|f| f.len());
-                c.with_fence = l.with_fence;
+                // TRYLOCK always answers the fence; it takes no WITHFENCE.
+                c.with_fence = l.with_fence && !l.trying;
             }
             Op::Complete(x) => c.result_len = x.result.as_ref().map(|r| r.len()),
             Op::Renew(r) => c.lease_ms = Some(r.lease_ms),

@@ -19,6 +19,9 @@ pub struct Lock {
     pub fingerprint: Option<Box<[u8]>>,
     /// Answer `[key, fence]`.
     pub with_fence: bool,
+    /// TRYLOCK: a held or completed id is answered with where it stands
+    /// ([`Outcome::Taken`]) instead of being refused.
+    pub trying: bool,
 }
 
 impl Lock {
@@ -146,6 +149,11 @@ pub enum Outcome {
     },
     /// `LOCK ... WAIT` is queued: its answer comes later, as a [`crate::table::Delivery`].
     Parked,
+    /// TRYLOCK of an id that is held or completed: where it stands (never [`Standing::Free`]).
+    Taken {
+        /// The id's state: its lease left, or its stored result.
+        standing: Standing,
+    },
     /// Refused, with the reason.
     Refused {
         /// Why.
@@ -222,6 +230,19 @@ impl LockTable {
                     return Error::Mismatch.into();
                 }
                 let lease_left_ms = lease_left(&entry, now);
+                if lock.trying {
+                    let standing = match entry.state() {
+                        State::Locked => Standing::Locked {
+                            ttl_ms: lease_left_ms,
+                            fence: entry.fence(),
+                        },
+                        State::Completed => Standing::Completed {
+                            fence: entry.fence(),
+                            result: entry.result().map(Box::from),
+                        },
+                    };
+                    return Outcome::Taken { standing };
+                }
                 return match (entry.state(), lock.wait_ms) {
                     (State::Completed, _) => Error::Completed.into(),
                     (State::Locked, Some(wait_ms)) if wait_ms > 0 => {

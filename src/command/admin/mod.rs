@@ -152,6 +152,7 @@ pub fn run(
             None => transaction::EXEC_WITHOUT_MULTI,
         },
         CommandKind::Lock
+        | CommandKind::Trylock
         | CommandKind::Unlock
         | CommandKind::Complete
         | CommandKind::Renew
