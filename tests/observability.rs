@@ -457,3 +457,50 @@ fn memory_figures_rise_with_a_burst_and_fall_when_it_expires() {
     );
     assert!(sample(&page, "token_server_resident_memory_bytes").is_some_and(|v| v > 0.0));
 }
+
+/// `total_commands_processed` and each shard's `commands=` count commands where they run: a
+/// lock command on the shard owning its id, whichever connection or HTTP request sent it.
+#[test]
+fn commands_are_counted_where_they_run_http_included() {
+    let server = Server::start(&["--shards", "2"]);
+    let mut con = server.connection(Proto::Resp2);
+    let info = |con: &mut redis::Connection| -> String {
+        redis::cmd("INFO").arg("everything").query(con).unwrap()
+    };
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let shard_commands = |text: &str, shard: usize| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("shard{shard}:")))
+            .unwrap_or_else(|| panic!("no shard{shard} in {text}"));
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix("commands="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no commands= in {line}"))
+    };
+    let before = info(&mut con);
+    let agent = agent();
+    // Ids owned by shard 1, sent over HTTP.
+    let ids: Vec<String> = (0..)
+        .map(|i| format!("counted-{i}"))
+        .filter(|id| token_server::types::shard_for(id.as_bytes(), 2) == 1)
+        .take(10)
+        .collect();
+    for id in &ids {
+        assert_eq!(get(&agent, &server, &format!("/lock?id={id}")).status, 200);
+    }
+    let after = info(&mut con);
+    let total =
+        field(&after, "total_commands_processed") - field(&before, "total_commands_processed");
+    // The 10 HTTP LOCKs and the INFO that read `before` (the one reading `after` counts later).
+    assert!((11..=12).contains(&total), "{total}: {after}");
+    assert!(
+        shard_commands(&after, 1) - shard_commands(&before, 1) >= 10,
+        "shard 1 ran the HTTP LOCKs: {after}"
+    );
+}

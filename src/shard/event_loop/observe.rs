@@ -90,6 +90,7 @@ impl Core {
         origin: Origin,
         client: Client<'_>,
     ) -> (Answer, bool) {
+        self.commands += 1;
         let row = kind_of(&cmd).index();
         if let Op::Lock(lock) = &mut cmd
             && lock.wait_ms.is_some()
@@ -137,6 +138,7 @@ impl Core {
         self.records.push(LogRecord::Group { count: 0 });
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
+            self.commands += 1;
             let row = kind_of(&op).index();
             let capture = (self.ctx.config.slowlog_log_slower_than >= 0).then(|| Capture::of(&op));
             let (outcome, _) = self.apply_local(op, origin);

@@ -22,8 +22,18 @@ const PEER_CLOSED: Reply = Reply::error(
 
 impl Core {
     /// Runs one decoded request from a connection of this shard.
+    /// Runs one decoded request from a connection of this shard, and counts it in this
+    /// shard's `commands`, unless it is a lock command sent to run: those count on the shard
+    /// that runs them ([`Core::run_observed`]), with the ones from other shards and HTTP.
     fn execute(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) {
-        self.commands += 1;
+        if !self.dispatch(args, conn, cref) {
+            self.commands += 1;
+        }
+    }
+
+    /// Runs one decoded request; true if it was a lock command sent to run (here or on the
+    /// shard owning its id).
+    fn dispatch(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) -> bool {
         let protocol = conn.session.protocol;
         let name = args.get(0).unwrap_or_default();
         let stats = &self.ctx.shards[self.id].commands;
@@ -31,19 +41,19 @@ impl Core {
             stats.count(UNKNOWN, Outcome::Rejected);
             let reply = conn.doom(unknown_command(args));
             conn.push(reply, protocol);
-            return;
+            return false;
         };
         if !spec.arity_ok(args.len()) {
             stats.count(spec.kind.index(), Outcome::Rejected);
             let reply = conn.doom(wrong_arity(spec.name));
             conn.push(reply, protocol);
-            return;
+            return false;
         }
         if !conn.session.authenticated && !spec.allowed_before_auth() {
             stats.count(spec.kind.index(), Outcome::Rejected);
             let reply = conn.doom(NOAUTH);
             conn.push(reply, protocol);
-            return;
+            return false;
         }
         if let Some(tx) = conn.session.multi.as_mut()
             && !matches!(
@@ -74,7 +84,7 @@ impl Core {
                 }
             };
             conn.push(reply, protocol);
-            return;
+            return false;
         }
         if spec.kind == CommandKind::Exec
             && let Some(tx) = conn.session.multi.take()
@@ -87,7 +97,7 @@ impl Core {
                 Ok(ops) => self.exec(ops, conn, cref),
                 Err(abort) => conn.push(abort, protocol),
             }
-            return;
+            return false;
         }
         match command::parse(spec, args, &self.ctx.limits) {
             Some(Ok(cmd)) if *conn.peer_closed && matches!(cmd, Op::Lock(_)) => {
@@ -109,7 +119,7 @@ impl Core {
                         Answer::Outcomes(outcomes) => Some(transaction::exec_reply(outcomes)),
                         Answer::Hangup => {
                             conn.output.push_hangup();
-                            return;
+                            return true;
                         }
                     };
                     match reply {
@@ -136,6 +146,7 @@ impl Core {
                         },
                     );
                 }
+                return true;
             }
             Some(Err(error)) => {
                 let stats = &self.ctx.shards[self.id].commands;
@@ -172,6 +183,7 @@ impl Core {
                 }
             }
         }
+        false
     }
 }
 
