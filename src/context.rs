@@ -116,10 +116,8 @@ pub struct ServerContext {
     pub connections_received: AtomicU64,
     /// Failed authentications (AUTH, HELLO ... AUTH, and HTTP credentials), both protocols.
     pub auth_failures: AtomicU64,
-    /// When a failed authentication was last logged (ms since `started`), and how many
-    /// failures that log line covered: failures are logged at most once a second.
-    auth_logged: AtomicU64,
-    auth_logged_count: AtomicU64,
+    /// Failed authentications are logged at most once a second.
+    auth_log: crate::sparse::Sparse,
     /// RESP connections refused because of `--maxclients`.
     pub rejected_connections: AtomicU64,
     /// The last fencing token handed out, on any shard.
@@ -140,18 +138,10 @@ impl ServerContext {
     /// it, at most once a second, with the number of failures since the last line.
     pub fn auth_failed(&self, peer: &dyn std::fmt::Display) {
         let total = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.auth_logged.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= 1000)
-            && self
-                .auth_logged
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let before = self.auth_logged_count.swap(total, Ordering::Relaxed);
+        if let Some(held_back) = self.auth_log.ready() {
             tracing::warn!(
                 %peer,
-                failures = total - before,
+                failures = held_back + 1,
                 total,
                 "failed authentication attempts (logged at most once a second)"
             );
@@ -175,8 +165,7 @@ impl ServerContext {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
-            auth_logged: AtomicU64::new(0),
-            auth_logged_count: AtomicU64::new(0),
+            auth_log: crate::sparse::Sparse::default(),
             fences: AtomicU64::new(0),
             fence_reservation: std::sync::OnceLock::new(),
             http: HttpStats::default(),

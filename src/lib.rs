@@ -29,5 +29,6 @@ pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod sparse;
 pub mod table;
 pub mod types;

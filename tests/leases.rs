@@ -467,17 +467,7 @@ fn a_waiter_closing_while_the_lock_is_released_never_keeps_it() {
     for n in 0..100 {
         let id = format!("race-{n}");
         let key = expect_key(lock(&mut holder, &[&id]), "LOCK");
-        let mut raw = server.raw();
-        raw.send(&common::encode_command(&[
-            b"LOCK",
-            id.as_bytes(),
-            b"WAIT",
-            b"60000",
-        ]));
-        assert!(eventually(Duration::from_secs(5), || {
-            int(&status(&mut holder, &id)["waiters"]) == 1
-        }));
-        drop(raw);
+        wait_and_leave(&server, &mut holder, &id, 1);
         expect_ok(cmd(&mut holder, "UNLOCK", &[&id, &key]), "UNLOCK");
         assert!(
             eventually(Duration::from_secs(5), || {

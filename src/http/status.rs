@@ -104,10 +104,7 @@ pub fn outcome_response(endpoint: Endpoint, outcome: Outcome) -> Response<Body> 
         }
         Outcome::Status { standing, waiters } => json(standing, waiters),
         // HTTP sends no TRYLOCK; were it to, a taken id reads as LOCK's refusal.
-        Outcome::Taken { standing } => match standing {
-            Standing::Completed { .. } => error_response(Error::Completed),
-            _ => error_response(Error::Locked),
-        },
+        Outcome::Taken { standing } => error_response(standing.refusal()),
         // A parked wait is answered later, never with this.
         Outcome::Parked => text(
             StatusCode::INTERNAL_SERVER_ERROR,

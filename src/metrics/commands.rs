@@ -83,10 +83,7 @@ impl Outcome {
         match outcome {
             crate::table::Outcome::Parked => Outcome::Queued,
             crate::table::Outcome::Refused { error, .. } => Outcome::of_error(*error),
-            crate::table::Outcome::Taken { standing } => match standing {
-                crate::table::Standing::Completed { .. } => Outcome::Completed,
-                _ => Outcome::Locked,
-            },
+            crate::table::Outcome::Taken { standing } => Outcome::of_error(standing.refusal()),
             _ => Outcome::Ok,
         }
     }

@@ -18,32 +18,10 @@ use tracing::{debug, error, warn};
 use crate::context::ServerContext;
 use crate::net::access;
 use crate::shard::mesh::{External, Inbox};
+use crate::sparse::Sparse;
 
 /// The answer to a client accepted when the process had no file descriptor left.
 const OUT_OF_FDS: &[u8] = b"-ERR max number of clients reached (out of file descriptors)\r\n";
-
-/// Lets a repeated log line through at most once a second, counting the ones held back.
-#[derive(Debug, Default)]
-struct Sparse {
-    last: Option<std::time::Instant>,
-    skipped: u64,
-}
-
-impl Sparse {
-    /// `Some(lines held back since the last one)` if a line may be logged now.
-    fn ready(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
-        {
-            self.skipped += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.skipped))
-    }
-}
 
 /// An accepted connection on its way to a shard.
 #[derive(Debug)]
@@ -65,8 +43,8 @@ pub fn run(
     let mut next = 0usize;
     // A descriptor kept in reserve, so that a client can be answered when none is left.
     let mut spare = std::fs::File::open("/dev/null").ok();
-    let mut accept_errors = Sparse::default();
-    let mut refusals = Sparse::default();
+    let accept_errors = Sparse::default();
+    let refusals = Sparse::default();
     for stream in listener.incoming() {
         if ctx.lifecycle.is_stopping() {
             // The listener was shut down (or a connection slipped in just before): stop.
@@ -157,20 +135,5 @@ fn refuse(mut stream: TcpStream, reply: &[u8], plain: bool) {
     if plain {
         let _ = stream.set_nonblocking(true);
         let _ = stream.write_all(reply);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparse_logs_once_a_second_and_counts_the_rest() {
-        let mut s = Sparse::default();
-        assert_eq!(s.ready(), Some(0));
-        assert_eq!(s.ready(), None);
-        assert_eq!(s.ready(), None);
-        s.last = Some(std::time::Instant::now() - std::time::Duration::from_secs(2));
-        assert_eq!(s.ready(), Some(2));
     }
 }

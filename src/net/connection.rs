@@ -214,12 +214,7 @@ impl Output {
 
     /// Fills the pending slot `seq`. Returns false if there is no such pending slot.
     pub fn fill(&mut self, seq: u64, reply: Reply) -> bool {
-        let len = approx_len(&reply);
-        let filled = self.fill_with(seq, Content::Ready(reply));
-        if filled {
-            self.queued_bytes += len;
-        }
-        filled
+        self.fill_grant(seq, reply, None).is_ok()
     }
 
     /// [`Output::fill`] with the grant the reply carries, kept until the reply is written
@@ -231,17 +226,14 @@ impl Output {
         reply: Reply,
         grant: Option<Grant>,
     ) -> Result<(), Option<Grant>> {
-        if !self.fill(seq, reply) {
+        let len = approx_len(&reply);
+        let Some(slot) = self.fill_with(seq, Content::Ready(reply)) else {
             return Err(grant);
-        }
-        if let Some(grant) = grant
-            && let Some(slot) = seq
-                .checked_sub(self.head_seq)
-                .and_then(|i| self.slots.get_mut(i as usize))
-        {
-            slot.grant = Some(Box::new(grant));
-            self.grant_slots += 1;
-        }
+        };
+        let carries = grant.is_some();
+        slot.grant = grant.map(Box::new);
+        self.grant_slots += usize::from(carries);
+        self.queued_bytes += len;
         Ok(())
     }
 
@@ -273,22 +265,22 @@ impl Output {
     /// Puts a hang-up in the pending slot `seq` (its reply is lost on purpose). Returns false
     /// if there is no such pending slot.
     pub fn fill_hangup(&mut self, seq: u64) -> bool {
-        self.fill_with(seq, Content::Hangup)
+        self.fill_with(seq, Content::Hangup).is_some()
     }
 
-    fn fill_with(&mut self, seq: u64, content: Content) -> bool {
-        let Some(index) = seq.checked_sub(self.head_seq) else {
-            return false;
-        };
-        match self.slots.get_mut(index as usize) {
-            Some(slot) if matches!(slot.content, Content::Pending) => {
-                slot.content = content;
-                self.queued_bytes = self.queued_bytes.saturating_sub(slot.reserve);
-                slot.reserve = 0;
-                true
-            }
-            _ => false,
-        }
+    /// Puts `content` in the pending slot `seq`, releasing what the slot reserved; the slot,
+    /// or `None` if there is no such pending slot.
+    fn fill_with(&mut self, seq: u64, content: Content) -> Option<&mut Slot> {
+        let index = seq.checked_sub(self.head_seq)?;
+        let slot = self
+            .slots
+            .get_mut(index as usize)
+            .filter(|slot| matches!(slot.content, Content::Pending))?;
+        slot.content = content;
+        self.queued_bytes = self
+            .queued_bytes
+            .saturating_sub(std::mem::take(&mut slot.reserve));
+        Some(slot)
     }
 
     /// Replaces the reply in slot `seq`, if it is still queued.

@@ -16,6 +16,8 @@ use std::sync::mpsc;
 
 use mio::Waker;
 
+use crate::command;
+use crate::protocol::Reply;
 use crate::table::{Op, Outcome};
 use crate::types::{ConnRef, Id, KeyBytes, ShardId};
 
@@ -32,6 +34,32 @@ pub enum Answer {
     Hangup,
     /// What each command of a transaction came to, in order.
     Outcomes(Vec<Outcome>),
+}
+
+/// What an answer puts in its connection's reply slot.
+#[derive(Debug)]
+pub enum SlotFill {
+    /// This reply.
+    Reply(Reply),
+    /// Nothing yet: a `LOCK ... WAIT` was queued and is answered later.
+    Pending,
+    /// No reply: the connection closes here.
+    Hangup,
+}
+
+impl Answer {
+    /// What this answer puts in its connection's reply slot.
+    pub fn into_slot(self) -> SlotFill {
+        match self {
+            Answer::Outcome(outcome) => {
+                command::reply(outcome).map_or(SlotFill::Pending, SlotFill::Reply)
+            }
+            Answer::Outcomes(outcomes) => {
+                SlotFill::Reply(command::transaction::exec_reply(outcomes))
+            }
+            Answer::Hangup => SlotFill::Hangup,
+        }
+    }
 }
 
 /// One message between shards.

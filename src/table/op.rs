@@ -2,7 +2,7 @@
 //! [`Op`] and the time and returns an [`Outcome`], with the records to log and the answers
 //! owed to waiters left in the [`ApplyCtx`].
 
-use crate::table::{ApplyCtx, Entry, LockTable, State, Waiter};
+use crate::table::{ApplyCtx, Entry, LockTable, State, View, Waiter};
 use crate::types::{Error, Id, KeyBytes};
 
 /// `LOCK id [PX ms | EX s] [WAIT ms] [FINGERPRINT fp] [WITHFENCE]`: take an id that is
@@ -164,6 +164,17 @@ pub enum Outcome {
     },
 }
 
+impl Standing {
+    /// The error LOCK answers for an id standing so: what a TRYLOCK's [`Outcome::Taken`]
+    /// counts as, and reads as where it has no reply of its own (HTTP).
+    pub fn refusal(&self) -> Error {
+        match self {
+            Standing::Completed { .. } => Error::Completed,
+            Standing::Locked { .. } | Standing::Free => Error::Locked,
+        }
+    }
+}
+
 impl Outcome {
     /// A refusal that says nothing of a lease.
     pub fn refused(error: Error) -> Outcome {
@@ -200,6 +211,20 @@ fn check_holder(entry: Option<&Entry>, key: Option<KeyBytes>) -> Result<(), Erro
     }
 }
 
+/// Where a live entry stands at `now`.
+fn standing_of(entry: &View<'_>, now_ms: u64) -> Standing {
+    match entry.state() {
+        State::Locked => Standing::Locked {
+            ttl_ms: lease_left(entry, now_ms),
+            fence: entry.fence(),
+        },
+        State::Completed => Standing::Completed {
+            fence: entry.fence(),
+            result: entry.result().map(Box::from),
+        },
+    }
+}
+
 /// The lease left on a locked entry at `now`, in ms; `None` for no lease.
 fn lease_left(entry: &Entry, now_ms: u64) -> Option<u64> {
     (entry.at_ms() != 0).then(|| entry.at_ms().saturating_sub(now_ms))
@@ -231,17 +256,9 @@ impl LockTable {
                 }
                 let lease_left_ms = lease_left(&entry, now);
                 if lock.trying {
-                    let standing = match entry.state() {
-                        State::Locked => Standing::Locked {
-                            ttl_ms: lease_left_ms,
-                            fence: entry.fence(),
-                        },
-                        State::Completed => Standing::Completed {
-                            fence: entry.fence(),
-                            result: entry.result().map(Box::from),
-                        },
+                    return Outcome::Taken {
+                        standing: standing_of(&entry, now),
                     };
-                    return Outcome::Taken { standing };
                 }
                 return match (entry.state(), lock.wait_ms) {
                     (State::Completed, _) => Error::Completed.into(),
@@ -318,19 +335,9 @@ impl LockTable {
 
     fn apply_status(&mut self, status: Status, ctx: &mut ApplyCtx<'_>) -> Outcome {
         let now = ctx.now_ms;
-        let standing = match self.live(&status.id, ctx) {
-            None => Standing::Free,
-            Some(e) => match e.state() {
-                State::Locked => Standing::Locked {
-                    ttl_ms: lease_left(&e, now),
-                    fence: e.fence(),
-                },
-                State::Completed => Standing::Completed {
-                    fence: e.fence(),
-                    result: e.result().map(Box::from),
-                },
-            },
-        };
+        let standing = self
+            .live(&status.id, ctx)
+            .map_or(Standing::Free, |e| standing_of(&e, now));
         Outcome::Status {
             standing,
             waiters: self.waiters(&status.id),

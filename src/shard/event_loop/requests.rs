@@ -10,7 +10,7 @@ use crate::command::{self, CommandKind, lookup, transaction, unknown_command, wr
 use crate::metrics::commands::{Outcome, UNKNOWN};
 use crate::net::connection::Connection;
 use crate::protocol::{Args, Decoded, Reply, RequestDecoder};
-use crate::shard::mesh::{Answer, Message};
+use crate::shard::mesh::{Message, SlotFill};
 use crate::table::Op;
 use crate::types::{ConnRef, Origin, shard_for};
 
@@ -114,19 +114,12 @@ impl Core {
                     let origin = self.origin_of(cref, seq);
                     let (answer, unlogged) =
                         self.run_observed(cmd, origin, Client::Session(conn.session));
-                    let reply = match answer {
-                        Answer::Outcome(outcome) => command::reply(outcome),
-                        Answer::Outcomes(outcomes) => Some(transaction::exec_reply(outcomes)),
-                        Answer::Hangup => {
-                            conn.output.push_hangup();
-                            return true;
-                        }
-                    };
-                    match reply {
-                        None => {
+                    match answer.into_slot() {
+                        SlotFill::Hangup => conn.output.push_hangup(),
+                        SlotFill::Pending => {
                             conn.output.push_pending(protocol);
                         }
-                        Some(reply) => {
+                        SlotFill::Reply(reply) => {
                             conn.push(reply, protocol);
                             if unlogged {
                                 self.ack_local(cref, seq);

@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Ack, Client, Shard};
 use crate::clock::Clock;
-use crate::command;
-use crate::shard::mesh::{Answer, External, Message};
+use crate::shard::mesh::{Answer, External, Message, SlotFill};
 use crate::table::{Op, Outcome, Unlock};
 use crate::types::{ConnRef, Id, KeyBytes, Origin, ShardId};
 
@@ -148,17 +147,10 @@ impl<C: Clock> Shard<C> {
         else {
             return Err(grant);
         };
-        let filled = match answer {
-            Answer::Outcome(outcome) => match command::reply(outcome) {
-                Some(reply) => c.output.fill_grant(seq, reply, grant),
-                None => Err(grant),
-            },
-            Answer::Hangup => c.output.fill_hangup(seq).then_some(()).ok_or(grant),
-            Answer::Outcomes(outcomes) => c
-                .output
-                .fill(seq, command::transaction::exec_reply(outcomes))
-                .then_some(())
-                .ok_or(grant),
+        let filled = match answer.into_slot() {
+            SlotFill::Reply(reply) => c.output.fill_grant(seq, reply, grant),
+            SlotFill::Hangup if c.output.fill_hangup(seq) => Ok(()),
+            SlotFill::Hangup | SlotFill::Pending => Err(grant),
         };
         if filled.is_ok() {
             self.mark_dirty(idx);
