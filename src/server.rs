@@ -22,6 +22,7 @@ use crate::log::{
     DirLock, FENCE_STEP, FenceReservation, Floor, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog,
     Storage, lock_dir, parse_shard_dir, read_floor, recover, shard_dir, write_floor,
 };
+use crate::net::handshake::Handshakers;
 use crate::net::{acceptor, tls};
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
 use crate::shard::mesh::{self, Inbox};
@@ -152,11 +153,13 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
     if let Some((listener, config)) = tls.resp {
         let inboxes = inboxes.clone();
         let ctx = ctx.clone();
+        // A quarter of a core per shard is room for bursts of thousands of handshakes a second.
+        let handshakers = Handshakers::spawn(shards.div_ceil(4), inboxes.clone(), ctx.clone())?;
         edge_threads.push(
             std::thread::Builder::new()
                 .name("tls-acceptor".into())
                 .spawn(move || {
-                    acceptor::run(listener, inboxes, ctx, Some(config));
+                    acceptor::run(listener, inboxes, ctx, Some((config, handshakers)));
                     Ok(())
                 })?,
         );

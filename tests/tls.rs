@@ -125,6 +125,19 @@ fn client_certificates_are_required_with_a_ca() {
         !matches!(read, Ok(n) if n > 0),
         "a client without a certificate got an answer: {read:?}"
     );
+    // The refusal is in the log at the default level, with rustls's reason.
+    let logged = server.wait_for_output("TLS handshake failed", Duration::from_secs(5));
+    assert!(
+        logged,
+        "no log line for a refused handshake\n{}",
+        server.log_text()
+    );
+    let text = server.log_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("TLS handshake failed") && l.contains("certificate")),
+        "the log does not say a certificate was missing\n{text}"
+    );
     // HTTPS asks for one too.
     let https = logged_addr(&server, "listening https=");
     let mut tls = pki.connect(https, false, &[b"http/1.1"]);
@@ -183,13 +196,25 @@ fn plaintext_and_garbage_on_the_tls_port_do_not_disturb_others() {
             "a plaintext request was answered: {out:?}"
         );
     }
-    // A client that connects and never starts its handshake holds nothing up.
-    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    // A client that connects and never starts its handshake holds nothing up, and is dropped
+    // when its time for the handshake (10 s) has passed.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     good.write_all(&encode_command(&[b"LOCK", b"still-fine"]))
         .unwrap();
     let mut reply = vec![0u8; 39];
     good.read_exact(&mut reply).unwrap();
     raw_key(&reply);
+    let mut byte = [0u8; 1];
+    let started = std::time::Instant::now();
+    let read = silent.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err() && started.elapsed() < Duration::from_secs(25),
+        "a client that never shook hands was kept: {read:?} after {:?}",
+        started.elapsed()
+    );
     server.assert_running();
 }
 
@@ -286,4 +311,76 @@ fn unusable_certificates_stop_the_start_with_a_reason() {
             failure.output
         );
     }
+}
+
+/// CPU time (user + system, in clock ticks) of each of `pid`'s threads, by thread name.
+fn thread_cpu_ticks(pid: u32) -> Vec<(String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        // "tid (name) state ppid ...": utime and stime are the 14th and 15th fields.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        threads.push((name, ticks));
+    }
+    threads
+}
+
+/// The CPU ticks of the threads whose name starts with `prefix`.
+fn ticks_of(threads: &[(String, u64)], prefix: &str) -> u64 {
+    threads
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(_, t)| t)
+        .sum()
+}
+
+#[test]
+fn handshakes_run_off_the_shard_threads() {
+    // A burst of TLS clients that each shake hands, send one PING and leave. The handshakes'
+    // cryptography is the bulk of the server's work; it must be charged to the handshake
+    // thread, not to the shards that serve everyone else.
+    let pki = Pki::new();
+    let server = start(&pki, &[]);
+    let addr = logged_addr(&server, "listening tls=");
+    let before = thread_cpu_ticks(server.pid());
+    let config = pki.client_config(false, &[]);
+    let mut handshakes = 0;
+    while handshakes < 3000 {
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(&encode_command(&[b"PING"])).unwrap();
+        let mut pong = [0u8; 7];
+        tls.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"+PONG\r\n");
+        handshakes += 1;
+        if handshakes % 500 == 0 {
+            let after = thread_cpu_ticks(server.pid());
+            let spent = |prefix| ticks_of(&after, prefix) - ticks_of(&before, prefix);
+            if spent("tls-handshake") >= 50 {
+                break;
+            }
+        }
+    }
+    let after = thread_cpu_ticks(server.pid());
+    let spent = |prefix| ticks_of(&after, prefix) - ticks_of(&before, prefix);
+    let (handshake, shards) = (spent("tls-handshake"), spent("shard-"));
+    eprintln!("{handshakes} handshakes: handshake threads {handshake} ticks, shards {shards}");
+    assert!(
+        handshake >= 20,
+        "the handshake threads did little work ({handshake} ticks) for {handshakes} handshakes"
+    );
+    assert!(
+        shards * 2 < handshake,
+        "the shards spent {shards} ticks against the handshake threads' {handshake}"
+    );
 }

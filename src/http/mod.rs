@@ -37,13 +37,14 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::sparse::Sparse;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::ServerContext;
 use crate::shard::mesh::Inbox;
@@ -112,6 +113,7 @@ pub fn spawn(
         maxclients: ctx.config.maxclients,
         gate: Arc::new(Gate::new(&ctx.config)),
         handshake_timeout: Duration::from_secs(u64::from(ctx.config.http_header_timeout)),
+        handshake_failures: Arc::new(Sparse::default()),
     });
     std::thread::Builder::new()
         .name("http".into())
@@ -137,6 +139,8 @@ struct HttpServer {
     gate: Arc<Gate>,
     /// How long a TLS handshake may take, and a write may wait for the client to read.
     handshake_timeout: Duration,
+    /// Failed handshakes, logged at most once a second.
+    handshake_failures: Arc<Sparse>,
 }
 
 impl HttpServer {
@@ -204,11 +208,16 @@ impl HttpServer {
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     let limit = self.handshake_timeout;
+                    let failures = self.handshake_failures.clone();
                     tokio::spawn(async move {
-                        match tokio::time::timeout(limit, handshake).await {
-                            Ok(Ok(stream)) => conn.serve(stream).await,
-                            Ok(Err(e)) => debug!(%peer, error = %e, "https handshake failed"),
-                            Err(_) => debug!(%peer, "https handshake timed out"),
+                        let error = match tokio::time::timeout(limit, handshake).await {
+                            Ok(Ok(stream)) => return conn.serve(stream).await,
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => "the handshake did not complete in time".to_string(),
+                        };
+                        if let Some(skipped) = failures.ready() {
+                            info!(%peer, error, skipped,
+                                  "https TLS handshake failed (logged at most once a second)");
                         }
                     });
                 }

@@ -4,8 +4,9 @@
 //!
 //! Before a connection reaches a shard, its acceptor enforces protected mode ([`access`]) and
 //! `--maxclients` (counted over both listeners together), answering a refused client with
-//! Redis's error. A TLS connection leaves with a fresh rustls session; its handshake runs on
-//! the shard, nonblocking, so a slow handshake never holds up the accept loop.
+//! Redis's error. A TLS connection leaves with a fresh rustls session for a handshake thread
+//! ([`crate::net::handshake`]), which passes it on to a shard once the session is established: neither
+//! the accept loop nor any shard spends time on a handshake.
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +18,7 @@ use tracing::{debug, error, warn};
 
 use crate::context::ServerContext;
 use crate::net::access;
+use crate::net::handshake::Handshakers;
 use crate::shard::mesh::{External, Inbox};
 use crate::sparse::Sparse;
 
@@ -28,17 +30,17 @@ const OUT_OF_FDS: &[u8] = b"-ERR max number of clients reached (out of file desc
 pub struct Accepted {
     /// The socket, already nonblocking.
     pub stream: TcpStream,
-    /// The TLS session to run over it, for a connection to `--tls-port`.
+    /// The TLS session over it, established, for a connection to `--tls-port`.
     pub tls: Option<Box<ServerConnection>>,
 }
 
 /// Accepts connections on `listener` forever, handing each to the next shard's inbox. With
-/// `tls`, every connection is a TLS one.
+/// `tls`, every connection is a TLS one, handed to `tls`'s handshake threads first.
 pub fn run(
     listener: TcpListener,
     inboxes: Vec<Inbox>,
     ctx: Arc<ServerContext>,
-    tls: Option<Arc<ServerConfig>>,
+    mut tls: Option<(Arc<ServerConfig>, Handshakers)>,
 ) {
     let mut next = 0usize;
     // A descriptor kept in reserve, so that a client can be answered when none is left.
@@ -100,26 +102,28 @@ pub fn run(
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
-        let session = match &tls {
-            None => None,
-            Some(config) => match ServerConnection::new(config.clone()) {
-                Ok(session) => Some(Box::new(session)),
+        if let Some((config, handshakers)) = &mut tls {
+            match ServerConnection::new(config.clone()) {
+                Ok(session) => {
+                    if !handshakers.hand(stream, session) {
+                        ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                        error!("the TLS handshake threads have stopped; no longer accepting");
+                        return;
+                    }
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot start a TLS session");
                     ctx.clients.fetch_sub(1, Ordering::Relaxed);
-                    continue;
                 }
-            },
-        };
+            }
+            continue;
+        }
         let Some(inbox) = inboxes.get(next % inboxes.len().max(1)) else {
             error!("no shard to serve connections");
             return;
         };
         next = next.wrapping_add(1);
-        let accepted = Accepted {
-            stream,
-            tls: session,
-        };
+        let accepted = Accepted { stream, tls: None };
         if inbox.send(External::Connection(accepted)).is_err() {
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             error!("a shard has stopped; no longer accepting connections");

@@ -4,5 +4,6 @@
 pub mod acceptor;
 pub mod access;
 pub mod connection;
+pub mod handshake;
 pub mod stream;
 pub mod tls;
