@@ -336,6 +336,47 @@ fn paused_connections_are_reaped_when_their_client_leaves() {
     raw_key(&holder.read_reply());
 }
 
+/// The pause counts what replies of many small parts really hold: 8 clients parked behind a
+/// `LOCK ... WAIT` with 3,000 unread `COMMAND DOCS` each (about 300 KB of small strings per
+/// reply) stay near the 4 MiB pause apiece. Counting encoded bytes instead let each hold about
+/// 12 MiB (RSS from /proc).
+#[test]
+fn the_pause_bounds_the_memory_of_nested_replies() {
+    let server = Server::start(&["--shards", "1"]);
+    let mut holder = server.raw();
+    holder.send(&encode_command(&[b"LOCK", b"parked"]));
+    raw_key(&holder.read_reply());
+    let before = common::rss(server.pid());
+    let mut burst = encode_command(&[b"LOCK", b"parked", b"WAIT", b"600000"]);
+    burst.extend(encode_command(&[b"COMMAND", b"DOCS"]).repeat(3000));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let c = server.raw();
+        let mut writer = c.stream.try_clone().unwrap();
+        let burst = burst.clone();
+        thread::spawn(move || {
+            let _ = writer.write_all(&burst);
+        });
+        clients.push(c);
+    }
+    // Wait until the server has read all it will and the resident size settles.
+    let mut last = 0;
+    for _ in 0..40 {
+        thread::sleep(Duration::from_millis(500));
+        let now = common::rss(server.pid());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let after = common::rss(server.pid());
+    let grown = after.saturating_sub(before);
+    eprintln!("8 paused clients with unread COMMAND DOCS: RSS {before} -> {after}");
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    holder.send(&encode_command(&[b"PING"]));
+    holder.expect_bytes(b"+PONG\r\n", "other clients are served");
+}
+
 /// Input buffers shrink after a burst: 100 clients that each sent a 1 MB `ECHO` and stay
 /// connected keep a few MiB resident, not 100 (RSS from /proc, before and after).
 #[test]

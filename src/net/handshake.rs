@@ -300,7 +300,9 @@ impl Worker {
     fn fail(&self, p: Pending, reason: &str) {
         self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
         if let Some(skipped) = self.failures.ready() {
-            let peer = p.peer.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            let peer = p
+                .peer
+                .map_or_else(|| "unknown".to_string(), |a| a.to_string());
             info!(%peer, error = reason, skipped,
                   "TLS handshake failed (logged at most once a second)");
         }
