@@ -155,3 +155,93 @@ fn every_job_runs_exactly_once_at_chaos_rate_0_3() {
     assert!(info_stat(&mut con, "chaos_refused") > 20);
     assert!(info_stat(&mut con, "chaos_dropped") > 20);
 }
+
+/// A LOCK whose reply was lost is sent again with the client's own key, as redis-rb and
+/// Redis::Fast do on their own: every retry gets the same key and fence, never `-LOCKED`,
+/// over RESP and HTTP, while half of all writes fail.
+#[test]
+fn a_lock_retried_with_its_own_key_is_never_refused() {
+    let server = Server::start(&["--chaos-rate", "0.5", "--chaos-seed", "11", "--shards", "2"]);
+    let mut dropped_then_granted = 0;
+    for n in 0..40 {
+        let id = format!("retried-{n}");
+        let mine = format!("{:032x}", 0x5eed_0000_u128 + n);
+        let mut answers = Vec::new();
+        for attempt in 0.. {
+            assert!(attempt < 40, "{id}: no answer in 40 attempts: {answers:?}");
+            let mut con = server.connection(Proto::Resp2);
+            match redis::cmd("LOCK")
+                .arg(&id)
+                .arg("PX")
+                .arg(60_000)
+                .arg("KEY")
+                .arg(&mine)
+                .arg("WITHFENCE")
+                .query::<(String, u64)>(&mut con)
+            {
+                Ok((key, fence)) => {
+                    assert_eq!(key, mine, "{id}: granted under another key");
+                    answers.push(format!("granted {fence}"));
+                    break;
+                }
+                Err(e) if e.code() == Some("TRYAGAIN") => answers.push("refused".into()),
+                // The reply was dropped: the LOCK may have run. Send it again.
+                Err(e) if e.code().is_none() => answers.push("dropped".into()),
+                Err(e) => panic!("{id}: {e} after {answers:?}"),
+            }
+        }
+        if answers.iter().any(|a| a == "dropped") {
+            dropped_then_granted += 1;
+        }
+        // Asked again, with the reply read this time: the same grant.
+        loop {
+            let mut con = server.connection(Proto::Resp2);
+            let again = redis::cmd("LOCK")
+                .arg(&id)
+                .arg("KEY")
+                .arg(&mine)
+                .arg("WITHFENCE")
+                .query::<(String, u64)>(&mut con);
+            match again {
+                Ok((key, fence)) => {
+                    assert_eq!(key, mine);
+                    assert_eq!(answers.last(), Some(&format!("granted {fence}")), "{id}");
+                    break;
+                }
+                Err(e) if e.code() == Some("TRYAGAIN") || e.code().is_none() => continue,
+                Err(e) => panic!("{id}: {e}"),
+            }
+        }
+    }
+    assert!(
+        dropped_then_granted > 5,
+        "only {dropped_then_granted} LOCKs lost a reply before their retry"
+    );
+
+    // The same over HTTP: a dropped response is a closed connection; the retry gets the 200.
+    let mut dropped = 0;
+    for n in 0..20 {
+        let mine = format!("{:032x}", 0xbeef_0000_u128 + n);
+        let target = format!("/lock?id=h-retried-{n}&key={mine}&ttl=60000");
+        let mut fences = Vec::new();
+        for attempt in 0.. {
+            assert!(attempt < 40, "{target}: no answer in 40 attempts");
+            let mut http = HttpConn::connect(server.http_addr);
+            http.send(&get_request(&target));
+            match http.read_response() {
+                Some(r) if r.status == 200 => {
+                    assert_eq!(r.text(), mine);
+                    fences.push(r.header("x-fencing-token").map(str::to_string));
+                    if fences.len() == 2 {
+                        break;
+                    }
+                }
+                Some(r) if r.status == 503 && r.text() == "TRYAGAIN" => {}
+                None => dropped += 1,
+                Some(r) => panic!("{target}: {r:?}"),
+            }
+        }
+        assert_eq!(fences[0], fences[1], "{target}: the retry's fence");
+    }
+    assert!(dropped > 2, "only {dropped} HTTP responses dropped");
+}

@@ -315,3 +315,109 @@ fn trylock_answers_where_a_taken_id_stands() {
         errors::MISMATCH
     );
 }
+
+#[test]
+fn a_lock_repeated_with_its_own_key_gets_the_same_grant() {
+    let mut f = Fixture::new();
+    let mine: &[u8] = b"0123456789abcdef0123456789ABCDEF";
+    let lock = |f: &mut Fixture, key: &[u8]| {
+        f.run(
+            CommandKind::Lock,
+            &[b"LOCK", b"r", b"PX", b"5000", b"KEY", key, b"WITHFENCE"],
+        )
+    };
+    let first = lock(&mut f, mine);
+    let Reply::Array(parts) = &first else {
+        panic!("[key, fence]: {first:?}")
+    };
+    let [Reply::Key(key), Reply::Integer(fence)] = parts[..] else {
+        panic!("{parts:?}")
+    };
+    assert_eq!(&hex_key(&key), &mine.to_ascii_lowercase()[..]);
+    let records = f.sink.records.len();
+    // The retry, later and with the lease running: the same key and fence, nothing logged.
+    f.now += 1000;
+    assert_eq!(lock(&mut f, mine), first);
+    assert_eq!(
+        f.sink.records.len(),
+        records,
+        "a repeated grant logs nothing"
+    );
+    assert_eq!(
+        f.run(CommandKind::Trylock, &[b"TRYLOCK", b"r", b"KEY", mine]),
+        first
+    );
+    // Another key, or none, is refused as ever; the id's key unlocks it.
+    assert_eq!(lock(&mut f, OTHER), errors::LOCKED);
+    assert_eq!(f.lock(b"r"), errors::LOCKED);
+    assert_eq!(f.unlock(b"r", mine), Reply::Ok);
+    // Once freed, the same key takes a new grant with a new fence.
+    let again = lock(&mut f, mine);
+    let Reply::Array(parts) = &again else {
+        panic!("[key, fence]: {again:?}")
+    };
+    assert!(
+        matches!(parts[..], [Reply::Key(k), Reply::Integer(later)] if k == key && later > fence),
+        "{parts:?}"
+    );
+    // Completed: the key does not take it again.
+    assert_eq!(f.complete(b"r", mine), Reply::Ok);
+    assert_eq!(lock(&mut f, mine), errors::COMPLETED);
+    // The key must look like the server's own keys.
+    for bad in [&b"abc"[..], b"0123456789abcdef0123456789abcdeg", b""] {
+        assert_eq!(
+            parse_op(
+                CommandKind::Lock,
+                &[b"LOCK", b"x", b"KEY", bad],
+                &CommandLimits::default()
+            ),
+            Some(Err(Reply::from(crate::types::Error::KeyForm)))
+        );
+    }
+    assert_eq!(
+        parse_op(
+            CommandKind::Lock,
+            &[b"LOCK", b"x", b"KEY", mine, b"KEY", mine],
+            &CommandLimits::default()
+        ),
+        Some(Err(errors::SYNTAX))
+    );
+    assert_eq!(
+        parse_op(
+            CommandKind::Lock,
+            &[b"LOCK", b"x", b"KEY"],
+            &CommandLimits::default()
+        ),
+        Some(Err(errors::SYNTAX))
+    );
+}
+
+#[test]
+fn a_waiter_with_its_own_key_is_granted_under_it() {
+    let mut f = Fixture::new();
+    let k = f.locked(b"w");
+    let mine: &[u8] = b"00000000000000000000000000000042";
+    f.origin = Origin::Conn {
+        shard: 0,
+        conn: crate::types::ConnRef {
+            slot: 1,
+            conn_id: 1,
+        },
+        seq: 1,
+    };
+    assert_eq!(
+        f.run(
+            CommandKind::Lock,
+            &[b"LOCK", b"w", b"WAIT", b"1000", b"KEY", mine]
+        ),
+        crate::command::test_support::PARKED
+    );
+    f.origin = Origin::Nobody;
+    assert_eq!(f.unlock(b"w", &k), Reply::Ok);
+    let granted = f.sink.deliveries.pop().expect("the waiter is granted");
+    assert!(
+        matches!(granted.outcome, crate::table::Outcome::Granted { key, .. } if key[15] == 0x42),
+        "{granted:?}"
+    );
+    assert_eq!(f.complete(b"w", mine), Reply::Ok);
+}

@@ -20,7 +20,7 @@ use crate::command::number;
 use crate::command::{CommandLimits, parse_id, parse_key_arg};
 use crate::http::status::Endpoint;
 use crate::table::{Complete, Lock, Op, Renew, Status, Unlock};
-use crate::types::{Error, Id, KeyBytes};
+use crate::types::{Error, Id, KeyBytes, parse_key};
 
 /// Why a request's parameters were refused: an `ERR` text, shown as 400 with its sentence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,7 @@ const REASONS: &[BadRequest] = &[
     BadRequest(Error::EmptyId.text()),
     BadRequest(Error::IdTooLong.text()),
     BadRequest(Error::FingerprintTooLong.text()),
+    BadRequest(Error::KeyForm.text()),
     BadRequest(Error::ResultTooLarge.text()),
 ];
 
@@ -123,7 +124,19 @@ pub fn command(
             {
                 return Err(Error::FingerprintTooLong.into());
             }
-            lock_command(id, ttl_ms, wait_ms, fingerprint.map(|f| f.into()))
+            let key = params
+                .key
+                .map(|k| decode(k, BAD_KEY_ENCODING))
+                .transpose()?
+                .map(|k| parse_key(&k).ok_or(BadRequest::from(Error::KeyForm)))
+                .transpose()?;
+            Op::Lock(lock_command(
+                id,
+                ttl_ms,
+                wait_ms,
+                fingerprint.map(|f| f.into()),
+                key,
+            ))
         }
         Endpoint::Unlock => Op::Unlock(Unlock {
             id,
@@ -156,20 +169,23 @@ pub fn command(
 }
 
 /// The one place an HTTP request becomes a [`Lock`]: `ttl` is the lease, `wait` the time to
-/// queue for a held id, and the fence is always asked for (it goes out in `X-Fencing-Token`).
+/// queue for a held id, `key` the client's own key, and the fence is always asked for (it goes
+/// out in `X-Fencing-Token`).
 fn lock_command(
     id: Id,
     ttl_ms: Option<u64>,
     wait_ms: Option<u64>,
     fingerprint: Option<Box<[u8]>>,
-) -> Op {
-    Op::Lock(Lock {
+    key: Option<KeyBytes>,
+) -> Lock {
+    Lock {
         lease_ms: ttl_ms,
         wait_ms,
         fingerprint,
+        key,
         with_fence: true,
         ..Lock::new(id)
-    })
+    }
 }
 
 /// A `wait` parameter: decimal digits only, 0 to [`number::MAX_LEASE_MS`].
@@ -286,6 +302,29 @@ mod tests {
             ("id=%zz", "ERR bad percent-encoding in id"),
         ] {
             assert_eq!(parse(Endpoint::Lock, query), Err(error.into()), "{query}");
+        }
+    }
+
+    #[test]
+    fn a_lock_may_bring_its_own_key() {
+        let hex = "000102030405060708090A0B0C0D0E0F";
+        let Ok(Op::Lock(lock)) = parse(Endpoint::Lock, &format!("id=a&key={hex}")) else {
+            panic!("a lock with a key");
+        };
+        assert_eq!(
+            lock.key,
+            Some(*b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f")
+        );
+        for bad in [
+            "id=a&key=xyz",
+            "id=a&key=",
+            "id=a&key=000102030405060708090a0b0c0d0e0f00",
+        ] {
+            assert_eq!(
+                parse(Endpoint::Lock, bad),
+                Err(Error::KeyForm.text().to_string()),
+                "{bad}"
+            );
         }
     }
 

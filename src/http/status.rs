@@ -46,7 +46,7 @@ impl Endpoint {
 /// The help text served at `/`.
 const HELP: &str = "\
 token-server: run-once locks over HTTP (GET, or POST with the same query)
-GET /lock?id=ID[&ttl=MS][&wait=MS][&fingerprint=FP]
+GET /lock?id=ID[&ttl=MS][&wait=MS][&fingerprint=FP][&key=KEY]
                                200 the key (X-Fencing-Token) | 409 locked | 409 complete | 422 mismatch
 GET /unlock?id=ID&key=KEY      200 unlocked | 404 not locked | 403 wrong key | 409 complete
 GET /complete?id=ID&key=KEY[&result=R]
@@ -127,6 +127,7 @@ pub fn error_response(error: Error) -> Response<Body> {
         | Error::Syntax
         | Error::ResultTooLarge
         | Error::FingerprintTooLong
+        | Error::KeyForm
         | Error::LockExpire
         | Error::RenewExpire
         | Error::WaitTimeout => return bad_request(error.sentence()),

@@ -103,6 +103,7 @@ impl Outcome {
             | Error::Syntax
             | Error::ResultTooLarge
             | Error::FingerprintTooLong
+            | Error::KeyForm
             | Error::LockExpire
             | Error::RenewExpire
             | Error::WaitTimeout => Outcome::Err,

@@ -109,6 +109,17 @@ pub struct Vacant {
     hash: u64,
 }
 
+/// What a new holder asks of its grant.
+#[derive(Clone, Debug, Default)]
+pub struct Grant {
+    /// The lease, in ms; `None`: the policy's default lease.
+    pub lease_ms: Option<u64>,
+    /// The fingerprint to keep with the id.
+    pub fingerprint: Option<Box<[u8]>>,
+    /// The key the holder chose; `None`: a fresh one.
+    pub key: Option<KeyBytes>,
+}
+
 /// Settings that shape the table's behaviour.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Policy {
@@ -340,17 +351,22 @@ impl LockTable {
         }
     }
 
-    /// Takes a free id (found so by [`LockTable::lookup`]) for a new holder: a fresh key and
-    /// fence, the lease, a log record. Returns the key and fence.
+    /// Takes a free id (found so by [`LockTable::lookup`]) for a new holder: its key (a fresh
+    /// one unless the holder chose it), a fresh fence, the lease, a log record. Returns the key
+    /// and fence.
     pub fn grant(
         &mut self,
         vacant: Vacant,
         id: Id,
-        lease_ms: Option<u64>,
-        fingerprint: Option<Box<[u8]>>,
+        grant: Grant,
         ctx: &mut ApplyCtx<'_>,
     ) -> (KeyBytes, u64) {
-        let key = ctx.keys.next_key();
+        let Grant {
+            lease_ms,
+            fingerprint,
+            key,
+        } = grant;
+        let key = key.unwrap_or_else(|| ctx.keys.next_key());
         let fence = ctx.next_fence();
         let deadline_ms = lease_ms
             .or(self.policy.default_lease_ms)
@@ -499,7 +515,12 @@ impl LockTable {
         let vacant = Vacant {
             hash: self.store.hash(id),
         };
-        let (key, fence) = self.grant(vacant, id.into(), w.lease_ms, w.fingerprint, ctx);
+        let grant = Grant {
+            lease_ms: w.lease_ms,
+            fingerprint: w.fingerprint,
+            key: w.key,
+        };
+        let (key, fence) = self.grant(vacant, id.into(), grant, ctx);
         ctx.deliveries.push(Delivery {
             origin: w.origin,
             outcome: Outcome::Granted {

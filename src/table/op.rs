@@ -2,7 +2,7 @@
 //! [`Op`] and the time and returns an [`Outcome`], with the records to log and the answers
 //! owed to waiters left in the [`ApplyCtx`].
 
-use crate::table::{ApplyCtx, Entry, LockTable, State, View, Waiter};
+use crate::table::{ApplyCtx, Entry, Grant, LockTable, State, View, Waiter};
 use crate::types::{Error, Id, KeyBytes};
 
 /// `LOCK id [PX ms | EX s] [WAIT ms] [FINGERPRINT fp] [WITHFENCE]`: take an id that is
@@ -17,6 +17,9 @@ pub struct Lock {
     pub wait_ms: Option<u64>,
     /// Opaque bytes identifying the request payload.
     pub fingerprint: Option<Box<[u8]>>,
+    /// The holder's key, chosen by the client (`KEY k`) instead of drawn by the server; a
+    /// LOCK repeated with it while the id is held under it is answered as the first was.
+    pub key: Option<KeyBytes>,
     /// Answer `[key, fence]`.
     pub with_fence: bool,
     /// TRYLOCK: a held or completed id is answered with where it stands
@@ -255,6 +258,15 @@ impl LockTable {
                     return Error::Mismatch.into();
                 }
                 let lease_left_ms = lease_left(&entry, now);
+                if entry.state() == State::Locked && lock.key.is_some_and(|k| entry.key_matches(&k))
+                {
+                    // The same LOCK again (its reply was lost): the same grant, unchanged.
+                    return Outcome::Granted {
+                        key: lock.key.unwrap_or_default(),
+                        fence: entry.fence(),
+                        with_fence: lock.with_fence,
+                    };
+                }
                 if lock.trying {
                     return Outcome::Taken {
                         standing: standing_of(&entry, now),
@@ -263,13 +275,14 @@ impl LockTable {
                 return match (entry.state(), lock.wait_ms) {
                     (State::Completed, _) => Error::Completed.into(),
                     (State::Locked, Some(wait_ms)) if wait_ms > 0 => {
-                        let waiter = Waiter::new(
+                        let mut waiter = Waiter::new(
                             ctx.origin,
                             lock.lease_ms,
                             lock.fingerprint,
                             lock.with_fence,
                             now.saturating_add(wait_ms),
                         );
+                        waiter.key = lock.key;
                         if self.park(&lock.id, waiter) {
                             Outcome::Parked
                         } else {
@@ -286,7 +299,12 @@ impl LockTable {
                 };
             }
         };
-        let (key, fence) = self.grant(vacant, lock.id, lock.lease_ms, lock.fingerprint, ctx);
+        let grant = Grant {
+            lease_ms: lock.lease_ms,
+            fingerprint: lock.fingerprint,
+            key: lock.key,
+        };
+        let (key, fence) = self.grant(vacant, lock.id, grant, ctx);
         Outcome::Granted {
             key,
             fence,

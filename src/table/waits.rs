@@ -12,8 +12,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use ahash::RandomState;
 use hashbrown::HashMap;
 
-use crate::types::Id;
 use crate::types::Origin;
+use crate::types::{Id, KeyBytes};
 
 /// A LOCK ... WAIT queued for a locked id.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub struct Waiter {
     pub fingerprint: Option<Box<[u8]>>,
     /// Reply `[key, fence]` instead of the key.
     pub with_fence: bool,
+    /// The key the grant gets, if the caller chose one.
+    pub key: Option<KeyBytes>,
     /// When the wait runs out (Unix ms).
     pub deadline_ms: u64,
 }
@@ -46,6 +48,7 @@ impl Waiter {
             lease_ms,
             fingerprint,
             with_fence,
+            key: None,
             deadline_ms,
         }
     }

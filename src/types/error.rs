@@ -29,6 +29,8 @@ pub enum Error {
     ResultTooLarge,
     /// A fingerprint over the id length limit.
     FingerprintTooLong,
+    /// The key a LOCK asks for is not 32 hexadecimal characters.
+    KeyForm,
     /// The lease of a LOCK is not a whole number of ms or s in range.
     LockExpire,
     /// The lease of a RENEW is not a whole number of ms or s in range.
@@ -56,6 +58,7 @@ impl Error {
             Error::Syntax => "ERR syntax error",
             Error::ResultTooLarge => "ERR result too large",
             Error::FingerprintTooLong => "ERR fingerprint too long",
+            Error::KeyForm => "ERR the key must be 32 hexadecimal characters",
             Error::LockExpire => "ERR invalid expire time in 'lock' command",
             Error::RenewExpire => "ERR invalid expire time in 'renew' command",
             Error::WaitTimeout => "ERR timeout is not an integer or out of range",
