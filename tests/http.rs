@@ -158,7 +158,8 @@ fn error_bodies_never_echo_the_key() {
         format!("/complete?id=other&key={key}"),
         format!("/unlock?id=secret&key={long}"),
         format!("/complete?id=secret&key={long}"),
-        format!("/lock?id=secret&key={key}"),
+        format!("/lock?id=secret&key={long}"),
+        format!("/lock?id=secret&key={FOREIGN_KEY}"),
         format!("/unlock?id=&key={key}"),
     ] {
         let response = get(&agent, &server, &target);
