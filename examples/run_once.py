@@ -3,21 +3,23 @@
 docs/RUN_ONCE.md as a helper you can copy.
 
 run_once(id, work):
-1. LOCK id PX lease WAIT wait WITHFENCE: take the id with a lease; if someone holds it,
-   queue for it; if it is completed, return its stored result instead of working.
+1. LOCK id PX lease WAIT wait KEY k WITHFENCE: take the id with a lease under this attempt's
+   own random key k; if someone holds it, queue for it; if it is completed, return its stored
+   result instead of working.
 2. Run work(fence) while a thread RENEWs the lease every third of it.
 3. COMPLETE id key RESULT r on success; UNLOCK id key on failure, so a retry can run.
 
 Every command is retried when its reply is lost (the connection drops) or refused
 (-TRYAGAIN, -IOERR): COMPLETE, RENEW and UNLOCK are idempotent for their key, and a LOCK
-whose reply was lost leaves a lock nobody knows the key of, which its lease frees (the next
-LOCK ... WAIT is granted then). So a job runs once even when the network or the server
-misbehaves (try it against `token-server --chaos-rate 0.3`).
+sent again with the same KEY while the id is held under it gets the same key and fence. So a
+job runs once even when the network or the server misbehaves (try it against
+`token-server --chaos-rate 0.3`).
 
     pip install redis
     python3 examples/run_once.py redis://127.0.0.1:6409/ 5
 """
 
+import secrets
 import sys
 import threading
 import time
@@ -86,16 +88,18 @@ class Worker:
         """Runs work(fence) once for activity_id. Returns ("done", result) when this call did
         the work, ("already done", result) when it had been done before."""
         started = time.monotonic()
+        mine = secrets.token_hex(16)  # this attempt's key: a lost LOCK reply can be asked again
         while True:
             try:
                 key, fence = self.call(
-                    "LOCK", activity_id, "PX", self.lease_ms, "WAIT", self.wait_ms, "WITHFENCE"
+                    "LOCK", activity_id, "PX", self.lease_ms, "WAIT", self.wait_ms,
+                    "KEY", mine, "WITHFENCE",
                 )
                 break
             except redis.ResponseError as e:
                 if code(e) == "COMPLETED":
                     return ("already done", self.result(activity_id))
-                # LOCKED: held, maybe by a lock whose reply we lost; queue again.
+                # LOCKED: held by someone else (the wait ran out); queue again.
                 if code(e) != "LOCKED" or time.monotonic() - started > self.patience_s:
                     raise
 
@@ -141,8 +145,8 @@ class Worker:
 def main():
     url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6409/"
     jobs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    # These jobs take no time: a short lease lets a lock whose reply was lost free itself
-    # quickly. Real jobs want a lease well above their running time (the default, 30 s).
+    # These jobs take no time, so a short lease will do. Real jobs want a lease well above
+    # their running time (the default, 30 s).
     worker = Worker(url, lease_ms=2_000, wait_ms=5_000)
     for run in (1, 2):
         for n in range(jobs):

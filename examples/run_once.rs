@@ -2,16 +2,17 @@
 //! docs/RUN_ONCE.md as a helper you can copy.
 //!
 //! `run_once(id, work)`:
-//! 1. `LOCK id PX lease WAIT wait WITHFENCE`: take the id with a lease; if someone holds it,
-//!    queue for it; if it is completed, return its stored result instead of working.
+//! 1. `LOCK id PX lease WAIT wait KEY k WITHFENCE`: take the id with a lease under this
+//!    attempt's own random key `k`; if someone holds it, queue for it; if it is completed,
+//!    return its stored result instead of working.
 //! 2. Run `work(fence)` while a second connection `RENEW`s the lease every third of it.
 //! 3. `COMPLETE id key RESULT r` on success; `UNLOCK id key` on failure, so a retry can run.
 //!
 //! Every command is retried when its reply is lost (the connection drops) or refused
 //! (`-TRYAGAIN`, `-IOERR`), on a fresh connection: COMPLETE, RENEW and UNLOCK are idempotent
-//! for their key, and a LOCK whose reply was lost leaves a lock nobody knows the key of, which
-//! its lease frees (the next LOCK ... WAIT is granted then). So a job runs once even when the
-//! network or the server misbehaves (`token-server --chaos-rate 0.3` shows it).
+//! for their key, and a LOCK sent again with the same `KEY` while the id is held under it gets
+//! the same key and fence. So a job runs once even when the network or the server misbehaves
+//! (`token-server --chaos-rate 0.3` shows it).
 //!
 //! ```text
 //! cargo run --example run_once -- redis://127.0.0.1:6409/ 5
@@ -124,7 +125,9 @@ impl Worker {
     ) -> Result<Outcome, Failure> {
         let mut con = None;
         let started = Instant::now();
-        // 1. Take the id.
+        // 1. Take the id, under a key of this attempt's own: a LOCK whose reply was lost is
+        // simply sent again (`call` does), and gets the same key and fence.
+        let mine = format!("{:032x}", rand::random::<u128>());
         let (key, fence) = loop {
             let lock = redis::cmd("LOCK")
                 .arg(id)
@@ -132,6 +135,8 @@ impl Worker {
                 .arg(self.lease_ms)
                 .arg("WAIT")
                 .arg(self.wait_ms)
+                .arg("KEY")
+                .arg(&mine)
                 .arg("WITHFENCE")
                 .clone();
             match self.call(&mut con, &lock) {
@@ -144,7 +149,7 @@ impl Worker {
                 Ok(other) => return Err(Failure::Refused(format!("LOCK replied {other:?}"))),
                 Err(e) => match code(&e).as_deref() {
                     Some("COMPLETED") => return Ok(Outcome::AlreadyDone(self.result(id))),
-                    // Held (maybe by a lock whose reply we lost): queue again.
+                    // Held by someone else (the wait ran out): queue again.
                     Some("LOCKED") if started.elapsed() < self.patience => continue,
                     Some(_) => return Err(Failure::Refused(e.to_string())),
                     None => return Err(Failure::Unavailable(e.to_string())),
@@ -240,8 +245,8 @@ impl Worker {
 /// work, the second finds every job done. Prints one line per job.
 pub fn run(url: &str, jobs: usize) -> Result<(), String> {
     let mut worker = Worker::new(url).map_err(|e| e.to_string())?;
-    // These jobs take no time: a short lease lets a lock whose reply was lost free itself
-    // quickly. Real jobs want a lease well above their running time (the default, 30 s).
+    // These jobs take no time, so a short lease will do. Real jobs want a lease well above
+    // their running time (the default, 30 s).
     worker.lease_ms = 2_000;
     worker.wait_ms = 5_000;
     for pass in 1..=2 {

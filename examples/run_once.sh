@@ -4,14 +4,15 @@
 #   examples/run_once.sh BASE_URL JOB_ID COMMAND [ARG...]
 #   examples/run_once.sh http://127.0.0.1:8409 invoice-42 ./send-invoice 42
 #
-# 1. GET /lock?id=JOB&ttl=LEASE&wait=WAIT: take the id with a lease (queueing while someone
-#    holds it); if it is complete already, exit 0 without running anything.
+# 1. GET /lock?id=JOB&ttl=LEASE&wait=WAIT&key=KEY: take the id with a lease under a random key
+#    of this run's own (queueing while someone holds it); if it is complete already, exit 0
+#    without running anything.
 # 2. Run COMMAND while a background loop renews the lease every third of it.
 # 3. GET /complete on success (exit 0); GET /unlock on failure, so a retry can run (exit 1).
 #
 # Every request is retried when its reply is lost (curl gets no response) or refused (503):
-# /complete, /renew and /unlock are idempotent for their key, and a /lock whose reply was
-# lost leaves a lock nobody knows the key of, which its lease frees. Exit status 2: the server
+# /complete, /renew and /unlock are idempotent for their key, and a /lock sent again with the
+# same key while the id is held under it gets the same key. Exit status 2: the server
 # could not be used, the id stayed held by someone else for HOLD_PATIENCE_S, or the lease ran
 # out while the command ran (it may run again elsewhere).
 #
@@ -74,14 +75,16 @@ call() {
 }
 
 id=$(encode "$job")
+# This run's key: 128 random bits as 32 hex characters.
+mine=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 queued_since=$SECONDS
 while :; do
-    call "/lock?id=$id&ttl=$lease_ms&wait=$wait_ms"
+    call "/lock?id=$id&ttl=$lease_ms&wait=$wait_ms&key=$mine"
     case "$status $body" in
         "200 "*) key=$body; break ;;
         "409 complete"*) echo "$job: already done"; exit 0 ;;
         "409 locked"*)
-            # Held, maybe by a lock whose reply was lost: queue again, for a while.
+            # Held by someone else (the wait ran out): queue again, for a while.
             if ((SECONDS - queued_since > hold_patience_s)); then
                 echo "run_once: $job is still held by someone else after ${hold_patience_s}s" >&2
                 exit 2
