@@ -9,7 +9,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{FOREIGN_KEY, Proto, Server, expect_err, expect_key, expect_ok};
-use http_support::{agent, encode_all, get, lock_key, request};
+use http_support::{agent, encode_all, get, lock_key, post, request};
 use redis::Value;
 
 #[test]
@@ -314,6 +314,108 @@ fn post_with_the_same_query_is_accepted() {
         .expect("post with a body");
     assert_eq!(with_body.status().as_u16(), 409);
     assert_eq!(with_body.body_mut().read_to_string().unwrap(), "complete");
+}
+
+/// The stored result of `id`, read over RESP.
+fn stored_result(server: &Server, id: &str) -> Option<Vec<u8>> {
+    let mut con = server.connection(Proto::Resp2);
+    let fields: Vec<Value> = redis::cmd("STATUS")
+        .arg(id)
+        .query(&mut con)
+        .expect("STATUS");
+    let at = fields
+        .iter()
+        .position(|v| common::value_text(v).as_deref() == Some("result"))
+        .expect("a result field");
+    match &fields[at + 1] {
+        Value::BulkString(bytes) => Some(bytes.clone()),
+        Value::Nil => None,
+        other => panic!("result: {other:?}"),
+    }
+}
+
+#[test]
+fn complete_takes_a_large_result_in_a_post_body() {
+    let server = Server::start(&[]);
+    let agent = agent();
+    // 60 KiB of every byte value, as plain text (any bytes) and form-encoded.
+    let result: Vec<u8> = (0..60 * 1024).map(|i| (i % 251) as u8).collect();
+    let key = lock_key(&agent, &server, "posted-plain");
+    post(
+        &agent,
+        &server,
+        &format!("/complete?id=posted-plain&key={key}"),
+        "text/plain",
+        &result,
+    )
+    .expect(200, "complete", "a 60 KiB result as text/plain");
+    assert_eq!(stored_result(&server, "posted-plain"), Some(result.clone()));
+
+    let key = lock_key(&agent, &server, "posted-form");
+    let form = format!(
+        "id=posted-form&key={key}&result={}",
+        encode_all(&result).replace("%20", "+")
+    );
+    post(
+        &agent,
+        &server,
+        "/complete",
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+    )
+    .expect(
+        200,
+        "complete",
+        "a 60 KiB result form-encoded, every parameter in the body",
+    );
+    assert_eq!(stored_result(&server, "posted-form"), Some(result.clone()));
+    // A retry with the same key is the same success; the first result stays.
+    post(
+        &agent,
+        &server,
+        &format!("/complete?id=posted-form&key={key}"),
+        "text/plain",
+        b"another",
+    )
+    .expect(200, "complete", "retried");
+    assert_eq!(stored_result(&server, "posted-form"), Some(result));
+
+    // Misuse: the result twice, one over --max-result-size, another media type, a body past
+    // what the limit can take. None of them completes the id.
+    let key = lock_key(&agent, &server, "posted-bad");
+    let target = format!("/complete?id=posted-bad&key={key}");
+    post(
+        &agent,
+        &server,
+        &format!("{target}&result=a"),
+        "text/plain",
+        b"b",
+    )
+    .expect(
+        400,
+        "bad request: the result parameter is given twice",
+        "twice",
+    );
+    post(
+        &agent,
+        &server,
+        &target,
+        "text/plain",
+        &vec![b'r'; 64 * 1024 + 1],
+    )
+    .expect(400, "bad request: result too large", "over the limit");
+    let json = post(&agent, &server, &target, "application/json", b"{}");
+    assert_eq!(json.status, 415, "{json:?}");
+    let huge = post(
+        &agent,
+        &server,
+        &target,
+        "text/plain",
+        &vec![b'r'; 400 * 1024],
+    );
+    assert_eq!(huge.status, 413, "{huge:?}");
+    post(&agent, &server, &target, "", b"").expect(200, "complete", "no body: no result");
+    assert_eq!(stored_result(&server, "posted-bad"), None);
 }
 
 #[test]

@@ -57,6 +57,8 @@ const DUPLICATE_FINGERPRINT: BadRequest =
 const DUPLICATE_RESULT: BadRequest = BadRequest("ERR the result parameter is given twice");
 const BAD_FINGERPRINT_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in fingerprint");
 const BAD_RESULT_ENCODING: BadRequest = BadRequest("ERR bad percent-encoding in result");
+/// A form-encoded `/complete` body that is not UTF-8 text.
+pub const BAD_FORM_BODY: BadRequest = BadRequest("ERR the form-encoded body is not valid UTF-8");
 const MISSING_TTL: BadRequest = BadRequest("ERR missing ttl parameter");
 const BAD_WAIT: BadRequest =
     BadRequest("ERR bad wait: expected whole milliseconds from 0 to 1099511627776");
@@ -80,6 +82,7 @@ const REASONS: &[BadRequest] = &[
     DUPLICATE_RESULT,
     BAD_FINGERPRINT_ENCODING,
     BAD_RESULT_ENCODING,
+    BAD_FORM_BODY,
     MISSING_TTL,
     BAD_WAIT,
     BAD_TTL,
@@ -101,13 +104,48 @@ struct RawParams<'a> {
     result: Option<&'a str>,
 }
 
+/// What a request's body adds to its query string (only `/complete` reads one).
+#[derive(Clone, Copy, Debug)]
+pub enum FromBody<'a> {
+    /// Nothing: no body, or one that is not read.
+    Nothing,
+    /// More parameters, form-encoded (`application/x-www-form-urlencoded`) exactly as in a
+    /// query string; a parameter in both is given twice.
+    Form(&'a str),
+    /// The result itself, as bytes (a `text/plain` or `application/octet-stream` body).
+    Result(&'a [u8]),
+}
+
 /// Parses the query string of a request to `endpoint` into its command.
 pub fn command(
     endpoint: Endpoint,
     query: Option<&str>,
     limits: &CommandLimits,
 ) -> Result<Op, BadRequest> {
-    let params = split(query.unwrap_or_default())?;
+    command_with_body(endpoint, query, FromBody::Nothing, limits)
+}
+
+/// Parses the query string of a request to `endpoint`, and what its body adds, into its
+/// command.
+pub fn command_with_body(
+    endpoint: Endpoint,
+    query: Option<&str>,
+    body: FromBody<'_>,
+    limits: &CommandLimits,
+) -> Result<Op, BadRequest> {
+    let mut params = RawParams::default();
+    split(query.unwrap_or_default(), &mut params)?;
+    let mut raw_result = None;
+    match body {
+        FromBody::Nothing => {}
+        FromBody::Form(form) => split(form, &mut params)?,
+        FromBody::Result(bytes) => {
+            if params.result.is_some() {
+                return Err(DUPLICATE_RESULT);
+            }
+            raw_result = Some(bytes);
+        }
+    }
     let id = decode(params.id.ok_or(MISSING_ID)?, BAD_ID_ENCODING)?;
     let id = parse_id(Some(&id), limits).map_err(BadRequest::from)?;
     Ok(match endpoint {
@@ -143,10 +181,13 @@ pub fn command(
             key: key(params.key)?,
         }),
         Endpoint::Complete => {
-            let result = params
-                .result
-                .map(|r| decode(r, BAD_RESULT_ENCODING))
-                .transpose()?;
+            let result = match raw_result {
+                Some(bytes) => Some(Cow::Borrowed(bytes)),
+                None => params
+                    .result
+                    .map(|r| decode(r, BAD_RESULT_ENCODING))
+                    .transpose()?,
+            };
             if result
                 .as_ref()
                 .is_some_and(|r| r.len() > limits.max_result_size)
@@ -193,9 +234,8 @@ fn parse_wait(raw: &str) -> Result<u64, BadRequest> {
     number::parse_wait(&decode(raw, BAD_WAIT)?).ok_or(BAD_WAIT)
 }
 
-/// Splits `query` into the known parameters.
-fn split(query: &str) -> Result<RawParams<'_>, BadRequest> {
-    let mut params = RawParams::default();
+/// Splits `query` into the known parameters, adding them to `params`.
+fn split<'a>(query: &'a str, params: &mut RawParams<'a>) -> Result<(), BadRequest> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let (slot, duplicate) = match name {
@@ -211,7 +251,7 @@ fn split(query: &str) -> Result<RawParams<'_>, BadRequest> {
             return Err(duplicate);
         }
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Form-decodes `raw` to bytes (`+` is a space, `%XX` a byte); `bad` if a `%` is not followed

@@ -1,5 +1,6 @@
-//! One request in, one response out: route by path and method, read the query into an
-//! [`Op`], run it on the shard that owns its id, and map its outcome. Every request is timed
+//! One request in, one response out: route by path and method, read the query (and a
+//! `/complete` body, which may carry the result) into an [`Op`], run it on the shard that owns
+//! its id, and map its outcome. Every request is timed
 //! and counted by endpoint and status ([`crate::metrics::http`]). A refused `/lock` carries the
 //! holder's lease left, for `Retry-After`.
 //!
@@ -25,7 +26,8 @@ use crate::shard::mesh::{Answer, External, Inbox, ReplyFn};
 use crate::table::Op;
 use crate::types::shard_for;
 
-/// The most request-body bytes read (and thrown away): parameters come in the query string.
+/// The most request-body bytes read (and thrown away) where parameters come in the query
+/// string; and what a `/complete` body may hold besides its result.
 const MAX_BODY: usize = 8 * 1024;
 
 /// The methods a lock endpoint accepts.
@@ -102,12 +104,36 @@ impl Router {
             return Ok(probes::shutting_down());
         }
         let (parts, body) = request.into_parts();
-        match tokio::time::timeout(self.body_timeout, discard_body(body)).await {
-            Ok(Ok(())) => {}
+        // Only /complete reads its body (the result may be large); others throw it away.
+        let limit = match endpoint {
+            Endpoint::Complete => self.limits.max_result_size.saturating_mul(3) + MAX_BODY,
+            _ => MAX_BODY,
+        };
+        let body = match tokio::time::timeout(self.body_timeout, read_body(body, limit)).await {
+            Ok(Ok(body)) => body,
             Ok(Err(response)) => return Ok(response),
             Err(_) => return Ok(status::body_timeout()),
-        }
-        let cmd = match query::command(endpoint, parts.uri.query(), &self.limits) {
+        };
+        let from_body = match endpoint {
+            Endpoint::Complete if !body.is_empty() => match body_kind(&parts.headers, &body) {
+                Ok(from_body) => from_body,
+                Err(BodyRefusal::NotUtf8) => {
+                    return Ok(status::bad_request(query::BAD_FORM_BODY.sentence()));
+                }
+                Err(BodyRefusal::MediaType) => {
+                    return Ok(status::text(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        Bytes::from_static(
+                            b"unsupported media type: send the result form-encoded \
+                              (application/x-www-form-urlencoded) or as text/plain",
+                        ),
+                    ));
+                }
+            },
+            _ => query::FromBody::Nothing,
+        };
+        let query = parts.uri.query();
+        let cmd = match query::command_with_body(endpoint, query, from_body, &self.limits) {
             Ok(cmd) => cmd,
             Err(bad) => return Ok(status::bad_request(bad.sentence())),
         };
@@ -150,14 +176,14 @@ impl crate::shard::mesh::Caller for Waiting {
     }
 }
 
-/// Reads a request body, if any, up to [`MAX_BODY`] bytes, so that the connection can carry
-/// the next request. Over the limit the answer is 413 and the connection closes.
-async fn discard_body(body: Incoming) -> Result<(), Response<Body>> {
+/// Reads a request body, if any, up to `limit` bytes, so that the connection can carry the
+/// next request. Over the limit the answer is 413 and the connection closes.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
     if body.is_end_stream() {
-        return Ok(());
+        return Ok(Bytes::new());
     }
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(_) => Ok(()),
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(status::payload_too_large()),
         Err(e) => {
             tracing::debug!(error = %e, "http request body unreadable");
@@ -166,5 +192,38 @@ async fn discard_body(body: Incoming) -> Result<(), Response<Body>> {
                 Bytes::from_static(b"bad request: the request body could not be read"),
             ))
         }
+    }
+}
+
+/// Why a `/complete` body was not taken.
+enum BodyRefusal {
+    /// A form-encoded body that is not UTF-8 text (400).
+    NotUtf8,
+    /// Neither form-encoded nor plain (415).
+    MediaType,
+}
+
+/// What a `/complete` body holds, by its `Content-Type`: form-encoded parameters, or the result
+/// itself (`text/plain`, `application/octet-stream`, or no type).
+fn body_kind<'a>(
+    headers: &hyper::HeaderMap,
+    body: &'a [u8],
+) -> Result<query::FromBody<'a>, BodyRefusal> {
+    let media = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some("application/x-www-form-urlencoded") => std::str::from_utf8(body)
+            .map(query::FromBody::Form)
+            .map_err(|_| BodyRefusal::NotUtf8),
+        None | Some("text/plain" | "application/octet-stream") => Ok(query::FromBody::Result(body)),
+        Some(_) => Err(BodyRefusal::MediaType),
     }
 }

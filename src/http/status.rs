@@ -51,6 +51,7 @@ GET /lock?id=ID[&ttl=MS][&wait=MS][&fingerprint=FP][&key=KEY]
 GET /unlock?id=ID&key=KEY      200 unlocked | 404 not locked | 403 wrong key | 409 complete
 GET /complete?id=ID&key=KEY[&result=R]
                                200 complete | 404 not locked | 403 wrong key | 409 complete
+                               (POST: a large result as a text/plain or form-encoded body)
 GET /renew?id=ID&key=KEY&ttl=MS
                                200 renewed | 404 not locked | 403 wrong key | 409 complete
 GET /status?id=ID              200 JSON: state, ttl_ms, fence, waiters, result

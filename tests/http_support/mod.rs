@@ -100,6 +100,22 @@ pub fn request(agent: &ureq::Agent, server: &Server, method: &str, target: &str)
     collect(result, &what)
 }
 
+/// `POST http://<server>/<target>` with `body` of type `content_type` (none if empty).
+pub fn post(
+    agent: &ureq::Agent,
+    server: &Server,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+) -> HttpResponse {
+    let url = format!("http://{}{target}", server.http_addr);
+    let mut request = agent.post(&url);
+    if !content_type.is_empty() {
+        request = request.header("Content-Type", content_type);
+    }
+    collect(request.send(body), &format!("POST {target}"))
+}
+
 /// `GET /lock?id=<id>` and asserts a 200 with a key as the whole body; returns the key.
 pub fn lock_key(agent: &ureq::Agent, server: &Server, encoded_id: &str) -> String {
     let response = get(agent, server, &format!("/lock?id={encoded_id}"));
