@@ -347,6 +347,15 @@ fn command_introspection() {
             Ok(Value::Array(_) | Value::Map(_)) => {}
             other => panic!("COMMAND DOCS must return a map/array, got {other:?}"),
         }
+        // LOCK's documentation names every option, with its token, as Redis's does.
+        let lock_docs = format!("{:?}", con.run(&["COMMAND", "DOCS", "lock"]).unwrap());
+        for token in ["PX", "EX", "WAIT", "FINGERPRINT", "KEY", "WITHFENCE", "optional"] {
+            assert!(
+                lock_docs.contains(&format!("{token:?}"))
+                    || lock_docs.contains(&format!("\"{token}\"")),
+                "COMMAND DOCS lock lacks {token}: {lock_docs}"
+            );
+        }
 
         match con.run(&["COMMAND"]).unwrap() {
             Value::Array(entries) => {

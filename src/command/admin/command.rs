@@ -81,26 +81,202 @@ fn docs(c: &CommandSpec) -> Reply {
         (Reply::bulk("since"), Reply::bulk("0.1.0")),
         (Reply::bulk("group"), Reply::bulk(c.group)),
     ];
-    if c.id_pos.is_some() {
-        let arguments = c
-            .syntax
-            .split_whitespace()
-            .take_while(|w| !w.starts_with('['))
-            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
-            .enumerate()
-            .map(|(i, name)| {
-                let kind = if i + 1 == c.id_pos.unwrap_or(0) {
-                    "key"
-                } else {
-                    "string"
-                };
-                Reply::Map(vec![
-                    (Reply::bulk("name"), Reply::bulk(name)),
-                    (Reply::bulk("type"), Reply::bulk(kind)),
-                ])
-            })
-            .collect();
+    if let Some(id_pos) = c.id_pos {
+        let arguments = arguments(c.syntax, id_pos).iter().map(Arg::reply).collect();
         fields.push((Reply::bulk("arguments"), Reply::Array(arguments)));
     }
     Reply::Map(fields)
+}
+
+/// One argument of a command's syntax, in the shape of Redis's `COMMAND DOCS` (`name`, `type`,
+/// `token`, `flags`, nested `arguments`), which redis-cli reads for its hints.
+#[derive(Debug, PartialEq, Eq)]
+struct Arg {
+    name: String,
+    /// `key`, `string`, `integer`, `pure-token` or `oneof`.
+    kind: &'static str,
+    /// The option word before the value (`PX`), or the word itself for a pure token.
+    token: Option<String>,
+    optional: bool,
+    multiple: bool,
+    /// The alternatives of a `oneof`.
+    children: Vec<Arg>,
+}
+
+impl Arg {
+    fn reply(&self) -> Reply {
+        let mut fields = vec![
+            (Reply::bulk("name"), Reply::bulk(&self.name)),
+            (Reply::bulk("type"), Reply::bulk(self.kind)),
+        ];
+        if let Some(token) = &self.token {
+            fields.push((Reply::bulk("token"), Reply::bulk(token)));
+        }
+        let flags: Vec<Reply> = [("optional", self.optional), ("multiple", self.multiple)]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(flag, _)| Reply::Simple(flag))
+            .collect();
+        if !flags.is_empty() {
+            fields.push((Reply::bulk("flags"), Reply::Array(flags)));
+        }
+        if !self.children.is_empty() {
+            let children = self.children.iter().map(Arg::reply).collect();
+            fields.push((Reply::bulk("arguments"), Reply::Array(children)));
+        }
+        Reply::Map(fields)
+    }
+}
+
+/// The arguments a syntax line such as `id [PX ms | EX s] [WAIT ms] [WITHFENCE]` describes:
+/// lowercase words are values (the one at `id_pos` is the key, in Redis's sense), an uppercase
+/// word followed by a lowercase one is an option with a value, an uppercase word alone is a
+/// pure token, `[...]` is optional, `a | b` is one of, and `[x ...]` repeats the argument
+/// before it.
+fn arguments(syntax: &str, id_pos: usize) -> Vec<Arg> {
+    let words: Vec<&str> = syntax.split_whitespace().collect();
+    let mut args: Vec<Arg> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let (group, optional) = if let Some(first) = words[i].strip_prefix('[') {
+            // An optional group runs to the word that closes it.
+            let mut group = vec![first];
+            while !group.last().is_some_and(|w| w.ends_with(']')) && i + 1 < words.len() {
+                i += 1;
+                group.push(words[i]);
+            }
+            if let Some(last) = group.last_mut() {
+                *last = last.trim_end_matches(']');
+            }
+            (group, true)
+        } else if is_value(words[i]) {
+            (vec![words[i]], false)
+        } else {
+            // Required options run to the end (`RENEW id key PX ms | EX s`).
+            (words[i..].to_vec(), false)
+        };
+        i += 1;
+        if group.last() == Some(&"...") {
+            if let Some(last) = args.last_mut() {
+                last.multiple = true;
+            }
+            continue;
+        }
+        let mut alternatives: Vec<Arg> = group
+            .split(|w| *w == "|")
+            .filter(|alt| !alt.is_empty())
+            .map(|alt| alternative(alt, args.len() + 1 == id_pos))
+            .collect();
+        let arg = if alternatives.len() == 1 {
+            alternatives.remove(0)
+        } else {
+            // Named by its tokens where it has them (`px-or-ex`), else by its values.
+            let names: Vec<String> = alternatives
+                .iter()
+                .map(|a| a.token.as_deref().unwrap_or(&a.name).to_ascii_lowercase())
+                .collect();
+            Arg {
+                name: names.join("-or-"),
+                kind: "oneof",
+                token: None,
+                optional: false,
+                multiple: false,
+                children: alternatives,
+            }
+        };
+        args.push(Arg { optional, ..arg });
+        if !optional && !is_value(group[0]) {
+            break;
+        }
+    }
+    args
+}
+
+/// Whether `word` names a value (lowercase) rather than being a token.
+fn is_value(word: &str) -> bool {
+    word.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// One alternative: `value`, `TOKEN`, or `TOKEN value`.
+fn alternative(words: &[&str], is_key: bool) -> Arg {
+    let plain = |name: &str, kind, token: Option<&str>| Arg {
+        name: name.to_string(),
+        kind,
+        token: token.map(str::to_string),
+        optional: false,
+        multiple: false,
+        children: Vec::new(),
+    };
+    match words {
+        [value] if is_value(value) => plain(value, if is_key { "key" } else { "string" }, None),
+        [token] => plain(&token.to_ascii_lowercase(), "pure-token", Some(token)),
+        [token, value, ..] => {
+            let kind = if matches!(*value, "ms" | "s" | "count") {
+                "integer"
+            } else {
+                "string"
+            };
+            plain(value, kind, Some(token))
+        }
+        [] => plain("", "string", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(syntax: &str) -> Vec<String> {
+        fn show(a: &Arg) -> String {
+            let mut s = format!("{}:{}", a.name, a.kind);
+            if let Some(t) = &a.token {
+                s += &format!(" {t}");
+            }
+            if a.optional {
+                s += " ?";
+            }
+            if a.multiple {
+                s += " +";
+            }
+            if !a.children.is_empty() {
+                let inner: Vec<String> = a.children.iter().map(show).collect();
+                s += &format!(" ({})", inner.join(", "));
+            }
+            s
+        }
+        arguments(syntax, 1).iter().map(show).collect()
+    }
+
+    #[test]
+    fn lock_lists_every_option() {
+        assert_eq!(
+            shape("id [PX ms | EX s] [WAIT ms] [FINGERPRINT fp] [KEY key] [WITHFENCE]"),
+            [
+                "id:key",
+                "px-or-ex:oneof ? (ms:integer PX, s:integer EX)",
+                "ms:integer WAIT ?",
+                "fp:string FINGERPRINT ?",
+                "key:string KEY ?",
+                "withfence:pure-token WITHFENCE ?",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_required_options_and_repeats() {
+        assert_eq!(
+            shape("id key PX ms | EX s"),
+            [
+                "id:key",
+                "key:string",
+                "px-or-ex:oneof (ms:integer PX, s:integer EX)"
+            ]
+        );
+        assert_eq!(shape("id [id ...]"), ["id:key +"]);
+        assert_eq!(
+            shape("id key [RESULT value]"),
+            ["id:key", "key:string", "value:string RESULT ?"]
+        );
+        assert_eq!(shape("id"), ["id:key"]);
+    }
 }
