@@ -147,3 +147,62 @@ fn shell_example_sends_utf8_bytes_and_gives_up_on_a_held_id() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("still held"));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// `tool`, if it runs `probe` successfully (its client library is installed); `None` (a
+/// loud skip, or a failure with `TOKEN_SERVER_REQUIRE_TOOLS=1`) otherwise.
+fn require_client(tool: &str, probe: &[&str], install: &str) -> Option<std::path::PathBuf> {
+    let path = require_tool(tool)?;
+    let works = Command::new(&path)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("TOKEN_SERVER_REQUIRE_TOOLS").as_deref() != Ok("1"),
+        "{tool}'s Redis client is not installed ({install}); TOKEN_SERVER_REQUIRE_TOOLS=1"
+    );
+    eprintln!("!!! SKIPPING TEST: {tool}'s Redis client is not installed ({install})");
+    None
+}
+
+/// Runs a client check script of examples/ against a fresh server; it must say `: ok`.
+fn run_client_script(tool: &std::path::Path, script: &str) {
+    let server = Server::start(&["--shards", "2"]);
+    let out = Command::new(tool)
+        .arg(example(script))
+        .arg(server.port().to_string())
+        .output()
+        .expect("run the client script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(": ok"),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ruby_client_calls_batches_and_retries() {
+    let Some(ruby) = require_client(
+        "ruby",
+        &["-e", "require 'redis'"],
+        "apt-get install ruby-redis",
+    ) else {
+        return;
+    };
+    run_client_script(&ruby, "ruby_client.rb");
+}
+
+#[test]
+fn php_client_calls_batches_and_retries() {
+    let Some(php) = require_client(
+        "php",
+        &["-r", "exit(class_exists('Redis') ? 0 : 1);"],
+        "apt-get install php-cli php-redis",
+    ) else {
+        return;
+    };
+    run_client_script(&php, "php_client.php");
+}
