@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use token_server::log::{FsStorage, ShardLog, Storage, recover};
 use token_server::types::LogRecord;
-use token_server::types::shard_for;
+use token_server::types::{shard_for, shard_of_slot};
 
 const SHARDS: usize = 4;
 
@@ -86,9 +86,14 @@ fn bench_recovery(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.bench_function(format!("{n}_records_{SHARDS}_shards"), |b| {
         b.iter_with_large_drop(|| {
-            let recovered = recover(&FsStorage, black_box(&dir), SHARDS, false).expect("recover");
+            // Replay, then route every live id to its shard, as the server's start does.
+            let recovered = recover(&FsStorage, black_box(&dir), false).expect("recover");
             assert_eq!(recovered.report.records as usize, n + SHARDS);
-            recovered
+            let mut shards: Vec<Vec<LogRecord>> = (0..SHARDS).map(|_| Vec::new()).collect();
+            for live in recovered.live {
+                shards[shard_of_slot(live.hash_slot, SHARDS)].push(live.record);
+            }
+            shards
         })
     });
     group.finish();

@@ -19,14 +19,15 @@ use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::writer::encode_snapshot;
 use crate::log::{
-    DirLock, FENCE_STEP, FenceReservation, Floor, FsStorage, LOG_FILE, REWRITE_FILE, ShardLog,
-    Storage, lock_dir, parse_shard_dir, read_floor, recover, shard_dir, write_floor,
+    DirLock, FENCE_STEP, FenceReservation, Floor, FsStorage, LOG_FILE, LiveRecord, REWRITE_FILE,
+    ShardLog, Storage, lock_dir, parse_shard_dir, read_floor, recover, shard_dir, write_floor,
 };
 use crate::net::handshake::Handshakers;
 use crate::net::{acceptor, tls};
 use crate::shard::event_loop::{Shard, WAKER_TOKEN};
 use crate::shard::mesh::{self, Inbox};
 use crate::table::LockTable;
+use crate::types::shard_of_slot;
 
 /// A started server.
 pub struct Running {
@@ -321,7 +322,7 @@ fn recover_shards(
     shards: usize,
 ) -> io::Result<RecoveredShards> {
     let floor = read_floor(&**storage, &config.dir)?;
-    let mut recovered = recover(&**storage, &config.dir, shards, config.repair_log)
+    let mut recovered = recover(&**storage, &config.dir, config.repair_log)
         .map_err(|e| io::Error::other(e.to_string()))?;
     // Whatever repair cut from the logs, epochs and fences continue above the floor, and the
     // floor moves above this run's first fences before any is handed out.
@@ -343,15 +344,19 @@ fn recover_shards(
     for (path, offset, bytes) in &report.repaired {
         warn!(file = %path.display(), offset, bytes, "repaired a damaged log: cut it there");
     }
+    // Each live id goes to the shard that owns its hash slot now, whatever shard count wrote it.
     let now = SystemClock.now_ms();
-    let mut tables = Vec::with_capacity(shards);
-    let mut logs = Vec::with_capacity(shards);
+    let mut tables: Vec<LockTable> = (0..shards)
+        .map(|_| LockTable::new(config.policy()))
+        .collect();
     let mut live = 0usize;
-    for (shard, records) in recovered.shards.into_iter().enumerate() {
-        let mut table = LockTable::new(config.policy());
-        for record in records {
+    for LiveRecord { hash_slot, record } in recovered.live {
+        if let Some(table) = tables.get_mut(shard_of_slot(hash_slot, shards)) {
             live += usize::from(table.restore(record, now));
         }
+    }
+    let mut logs = Vec::with_capacity(shards);
+    for (shard, table) in tables.iter().enumerate() {
         let mut log = ShardLog::open(storage.clone(), &config.dir, shard, recovered.epoch)?;
         let snapshot = encode_snapshot(
             table.entries().map(|e| e.as_record().to_record()),
@@ -368,7 +373,6 @@ fn recover_shards(
                 None => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }
-        tables.push(table);
         logs.push(log);
     }
     remove_stale_logs(&**storage, &config.dir, shards)?;

@@ -349,7 +349,15 @@ fn command_introspection() {
         }
         // LOCK's documentation names every option, with its token, as Redis's does.
         let lock_docs = format!("{:?}", con.run(&["COMMAND", "DOCS", "lock"]).unwrap());
-        for token in ["PX", "EX", "WAIT", "FINGERPRINT", "KEY", "WITHFENCE", "optional"] {
+        for token in [
+            "PX",
+            "EX",
+            "WAIT",
+            "FINGERPRINT",
+            "KEY",
+            "WITHFENCE",
+            "optional",
+        ] {
             assert!(
                 lock_docs.contains(&format!("{token:?}"))
                     || lock_docs.contains(&format!("\"{token}\"")),

@@ -39,6 +39,7 @@ pub use dir_lock::{DirLock, lock_dir};
 pub use floor::{FENCE_STEP, FenceReservation, Floor, read_floor, write_floor};
 
 pub use recovery::{Recovered, RecoveryError, RecoveryReport, recover};
+pub use replay::{LiveRecord, LiveRecords};
 pub use storage::{FaultyStorage, FsStorage, LogFile, Storage};
 pub use writer::{RewriteReport, ShardLog, SnapshotEncoder, encode_snapshot};
 

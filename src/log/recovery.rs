@@ -1,9 +1,10 @@
 //! Start-up recovery: rebuild every shard's table from every log under the directory.
 //!
 //! Invariants:
-//! - Every `shard-<n>/appendonly.log` is read, including shards beyond the current count, and
-//!   each live id is routed by the *current* [`crate::types::shard_for`]; ordering between
-//!   files follows epochs (see `replay.rs`), so the order files are read in does not matter.
+//! - Every `shard-<n>/appendonly.log` is read, including shards beyond the current count; the
+//!   live ids come back as records with their hash slots, and the caller routes them to the
+//!   current shards. Ordering between files follows epochs (see `replay.rs`), so the order
+//!   files are read in does not matter.
 //! - A torn tail (the last, unfinished write before a crash) is cut off the file, so the next
 //!   append lands after valid data, and reported. Damage before the tail stops recovery with
 //!   the file and byte offset, unless `repair` is set: then the file is cut there and the cut
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::codec::decode_body;
 use super::format::{FILE_HEADER_LEN, FORMAT_VERSION, FileHeader, HeaderError};
 use super::reader::{FrameReader, Step};
-use super::replay::Replay;
+use super::replay::{LiveRecords, Replay};
 use super::storage::{Storage, with_path};
 use super::{LOG_FILE, REWRITE_FILE, parse_shard_dir, shard_dir};
 use crate::types::LogRecord;
@@ -28,8 +29,9 @@ use crate::types::RecordRef;
 /// What recovery rebuilt.
 #[derive(Debug)]
 pub struct Recovered {
-    /// For each current shard, one Lock or Complete record per live id it owns.
-    pub shards: Vec<Vec<LogRecord>>,
+    /// One Lock or Complete record per live id, with its hash slot: where each goes is the
+    /// caller's to say.
+    pub live: LiveRecords,
     /// The highest fence found; the new run hands out fences above it.
     pub max_fence: u64,
     /// The epoch (run number) for the new run: one above any found.
@@ -115,18 +117,17 @@ impl From<io::Error> for RecoveryError {
     }
 }
 
-/// Replays every shard log under `dir` and routes the live ids to `shards` shards.
+/// Replays every shard log under `dir` into the live ids' records.
 ///
 /// A missing `dir` is an empty history. With `repair`, damage is cut off instead of refused.
 pub fn recover(
     storage: &dyn Storage,
     dir: &Path,
-    shards: usize,
     repair: bool,
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
-    let mut replay = Replay::new(shards);
+    let mut replay = Replay::default();
     let files = log_files(storage, dir)?;
     report.files = files.len();
 
@@ -144,10 +145,10 @@ pub fn recover(
 
     let max_fence = replay.max_fence();
     let epoch = replay.max_epoch().saturating_add(1);
-    let shards = replay.into_shards();
+    let live = replay.into_live();
     report.elapsed = started.elapsed();
     Ok(Recovered {
-        shards,
+        live,
         max_fence,
         epoch,
         report,

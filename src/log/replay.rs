@@ -24,20 +24,90 @@ use super::format::FileHeader;
 use crate::types::KeyBytes;
 use crate::types::LogRecord;
 use crate::types::RecordRef;
-use crate::types::shard_for;
+use crate::types::{shard_for, slot_for};
 
-/// One tracked id. Its shard is computed once, while the id's bytes are still in the read
-/// buffer, so routing at the end never reads the id again (with millions of ids, each such
-/// read is a cache miss).
-#[derive(Debug)]
+/// One tracked id. Its hash slot is computed once, while the id's bytes are still in the read
+/// buffer, so whoever routes the live records at the end never reads the id again (with
+/// millions of ids, each such read is a cache miss).
+#[derive(Clone, Debug)]
 struct Tracked {
     id: Box<[u8]>,
-    shard: usize,
+    hash_slot: u16,
     slot: Slot,
 }
 
-/// The recovered state of one id so far.
+/// A live id's state after replay, as one Lock or Complete record, with the id's hash slot
+/// ([`crate::types::slot_for`]) for routing.
 #[derive(Debug)]
+pub struct LiveRecord {
+    /// The id's hash slot.
+    pub hash_slot: u16,
+    /// The id's state.
+    pub record: LogRecord,
+}
+
+/// The live ids after replay, one [`LiveRecord`] each, in no particular order; consumed as it
+/// is read, so recovery never holds two copies of them.
+#[derive(Clone, Debug)]
+pub struct LiveRecords {
+    ids: std::vec::IntoIter<Tracked>,
+}
+
+impl Iterator for LiveRecords {
+    type Item = LiveRecord;
+
+    fn next(&mut self) -> Option<LiveRecord> {
+        self.ids.by_ref().find_map(Tracked::into_live)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.ids.len()))
+    }
+}
+
+impl Tracked {
+    /// The id as a record, if it is live (locked or completed).
+    fn into_live(self) -> Option<LiveRecord> {
+        let Tracked {
+            id,
+            hash_slot,
+            slot,
+        } = self;
+        let record = match slot.state {
+            SlotState::Unassigned | SlotState::Free => return None,
+            SlotState::Locked {
+                key,
+                fence,
+                deadline_ms,
+                fingerprint,
+            } => LogRecord::Lock {
+                key,
+                fence,
+                deadline_ms: slot.renew.map_or(deadline_ms, |(_, d)| d),
+                fingerprint,
+                id,
+            },
+            SlotState::Completed {
+                key,
+                fence,
+                at_ms,
+                fingerprint,
+                result,
+            } => LogRecord::Complete {
+                key,
+                fence,
+                at_ms,
+                fingerprint,
+                result,
+                id,
+            },
+        };
+        Some(LiveRecord { hash_slot, record })
+    }
+}
+
+/// The recovered state of one id so far.
+#[derive(Clone, Debug)]
 struct Slot {
     /// Epoch of the assignment in `state`.
     epoch: u64,
@@ -46,7 +116,7 @@ struct Slot {
     renew: Option<(u64, u64)>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum SlotState {
     /// Only renews seen so far.
     Unassigned,
@@ -113,7 +183,6 @@ impl Coverage {
 pub(crate) struct Replay {
     index: HashTable<(u64, usize)>,
     ids: Vec<Tracked>,
-    shards: usize,
     hasher: RandomState,
     coverage: Coverage,
     max_fence: u64,
@@ -121,14 +190,6 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
-    /// An empty state whose live ids will be routed to `shards` shards.
-    pub(crate) fn new(shards: usize) -> Self {
-        Replay {
-            shards: shards.max(1),
-            ..Replay::default()
-        }
-    }
-
     /// Registers a file header; must be called for every file before any record is applied.
     pub(crate) fn add_header(&mut self, header: &FileHeader) {
         self.max_epoch = self.max_epoch.max(header.covers_epoch);
@@ -205,7 +266,7 @@ impl Replay {
                 v.insert((hash, at));
                 self.ids.push(Tracked {
                     id: id.into(),
-                    shard: shard_for(id, self.shards),
+                    hash_slot: slot_for(id),
                     slot: Slot {
                         epoch: 0,
                         state: SlotState::Unassigned,
@@ -258,49 +319,10 @@ impl Replay {
         self.ids.len()
     }
 
-    /// The live ids as one Lock or Complete record each, per shard.
-    pub(crate) fn into_shards(self) -> Vec<Vec<LogRecord>> {
-        let shards = self.shards;
-        let mut out: Vec<Vec<LogRecord>> = (0..shards)
-            .map(|_| Vec::with_capacity(self.ids.len() / shards + 1))
-            .collect();
-        for Tracked {
-            id, shard, slot, ..
-        } in self.ids
-        {
-            let record = match slot.state {
-                SlotState::Unassigned | SlotState::Free => continue,
-                SlotState::Locked {
-                    key,
-                    fence,
-                    deadline_ms,
-                    fingerprint,
-                } => LogRecord::Lock {
-                    key,
-                    fence,
-                    deadline_ms: slot.renew.map_or(deadline_ms, |(_, d)| d),
-                    fingerprint,
-                    id,
-                },
-                SlotState::Completed {
-                    key,
-                    fence,
-                    at_ms,
-                    fingerprint,
-                    result,
-                } => LogRecord::Complete {
-                    key,
-                    fence,
-                    at_ms,
-                    fingerprint,
-                    result,
-                    id,
-                },
-            };
-            if let Some(list) = out.get_mut(shard) {
-                list.push(record);
-            }
+    /// The live ids, one record each.
+    pub(crate) fn into_live(self) -> LiveRecords {
+        LiveRecords {
+            ids: self.ids.into_iter(),
         }
-        out
     }
 }

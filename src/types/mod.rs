@@ -17,7 +17,7 @@ pub use error::Error;
 pub use key::{KeyBytes, hex_key, parse_key};
 pub use origin::{ConnRef, Origin};
 pub use record::{LogRecord, RecordRef};
-pub use slot::{SLOTS, ShardId, shard_for, slot_for};
+pub use slot::{SLOTS, ShardId, shard_for, shard_of_slot, slot_for};
 
 /// An activity id as commands and records carry it: any non-empty byte string.
 pub type Id = Box<[u8]>;

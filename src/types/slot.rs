@@ -24,10 +24,15 @@ pub fn slot_for(id: &[u8]) -> u16 {
 
 /// The shard that owns `id` among `shards` shards: slots are split into contiguous ranges.
 pub fn shard_for(id: &[u8], shards: usize) -> ShardId {
+    shard_of_slot(slot_for(id), shards)
+}
+
+/// The shard that owns hash slot `slot` among `shards` shards.
+pub fn shard_of_slot(slot: u16, shards: usize) -> ShardId {
     if shards <= 1 {
         return 0;
     }
-    usize::from(slot_for(id)) * shards / SLOTS
+    usize::from(slot) * shards / SLOTS
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn five() -> Vec<LogRecord> {
 fn recover_file(bytes: &[u8], repair: bool) -> (FaultyStorage, Result<Recovered, RecoveryError>) {
     let (disk, _) = disk();
     disk.put(&log_path(0), bytes);
-    let result = recover(&disk, &dir(), 1, repair);
+    let result = recover(&disk, &dir(), repair);
     (disk, result)
 }
 
@@ -67,7 +67,7 @@ fn expect_torn(bytes: &[u8], keep: u64, records: &[LogRecord]) {
     let mut model = Model::after(records);
     let mut run = Run::start(&storage, 1, &model);
     run.commit(&mut model, lock(b"after", 10, 10));
-    let again = recover_ok(&disk, 1);
+    let again = recover_ok(&disk);
     assert!(again.report.torn_tails.is_empty());
     assert_eq!(state_of(&again), model.ids);
 }
@@ -251,7 +251,7 @@ fn torn_or_zero_headers_are_a_crash_during_creation() {
     let mut model = Model::default();
     let mut run = Run::start(&storage, 1, &model);
     run.commit(&mut model, lock(b"x", 1, 1));
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -273,16 +273,16 @@ fn error_message_names_file_offset_and_the_repair_flag() {
 #[test]
 fn empty_and_missing_directories_and_leftover_rewrites() {
     let (disk, shared) = disk();
-    let r = recover_ok(&disk, 4);
+    let r = recover_ok(&disk);
     assert_eq!((r.epoch, r.max_fence, r.report.files), (1, 0, 0));
-    assert_eq!(r.shards.len(), 4);
+    assert_eq!(r.live.count(), 0);
     // A leftover rewrite file is never read, and is removed.
     let (bytes, _) = file_with(&five());
     let leftover = super::super::shard_dir(&dir(), 0).join(super::super::REWRITE_FILE);
     disk.put(&leftover, b"garbage that is not a log");
     disk.put(&log_path(0), &bytes);
     disk.put(&dir().join("shard-x").join("appendonly.log"), b"ignored");
-    let r = recover_ok(&*shared, 1);
+    let r = recover_ok(&*shared);
     assert_eq!(state_of(&r), Model::after(&five()).ids);
     assert!(!exists(&*shared, &leftover));
 }
@@ -320,7 +320,7 @@ fn crash_with_a_torn_batch_keeps_a_prefix() {
             log.flush(false).unwrap();
             drop(log);
             disk.crash(tail);
-            let r = recover_ok(&disk, 1);
+            let r = recover_ok(&disk);
             let state = state_of(&r);
             let ok = (synced..=records.len()).any(|p| Model::after(&records[..p]).ids == state);
             assert!(ok, "{tail:?}: not a prefix of at least {synced} records");

@@ -58,12 +58,12 @@ fn scenario(
     catch_up: usize,
 ) -> Outcome {
     let mut out = Outcome::default();
-    let Ok(recovered) = recover(&**storage, &dir(), 1, false) else {
+    let Ok(recovered) = recover(&**storage, &dir(), false) else {
         return out;
     };
     let epoch = recovered.epoch;
-    for rec in recovered.shards.iter().flatten() {
-        out.base.apply(rec);
+    for live in recovered.live {
+        out.base.apply(&live.record);
     }
     let Ok(mut log) = ShardLog::open(Arc::clone(storage), &dir(), 0, epoch) else {
         return out;
@@ -122,7 +122,7 @@ fn finish_rewrite_if_running(log: &mut ShardLog) -> Option<std::io::Result<()>> 
 /// Recovery must succeed and give exactly the committed state, or that state followed by a
 /// prefix of a batch that failed after the last commit (it may have reached the file).
 fn check(disk: &FaultyStorage, out: &Outcome, what: &str) {
-    let recovered = match recover(disk, &dir(), 1, false) {
+    let recovered = match recover(disk, &dir(), false) {
         Ok(r) => r,
         Err(e) => panic!("{what}: recovery failed: {e}"),
     };

@@ -36,7 +36,7 @@ fn group() -> Vec<LogRecord> {
 fn recover_bytes(bytes: &[u8]) -> (FaultyStorage, Recovered) {
     let (disk, _) = disk();
     disk.put(&log_path(0), bytes);
-    let recovered = recover_ok(&disk, 1);
+    let recovered = recover_ok(&disk);
     (disk, recovered)
 }
 
@@ -79,7 +79,7 @@ fn a_group_cut_anywhere_is_dropped_whole_and_the_file_cut_at_its_marker() {
         let mut model = Model::after(&before());
         let mut run = Run::start(&storage, 1, &model);
         run.commit(&mut model, lock(b"later", 9, 0));
-        let again = recover_ok(&disk, 1);
+        let again = recover_ok(&disk);
         assert!(again.report.torn_tails.is_empty(), "cut at {len}");
         assert_eq!(state_of(&again), model.ids, "cut at {len}");
     }
@@ -105,7 +105,7 @@ fn an_empty_group_is_nothing_and_a_nested_one_is_corruption() {
     let (bytes, offsets) = file(&before(), &nested, &[]);
     let (disk, _) = disk();
     disk.put(&log_path(0), &bytes);
-    match recover(&disk, &dir(), 1, false) {
+    match recover(&disk, &dir(), false) {
         Err(super::super::recovery::RecoveryError::Corrupt { offset, reason, .. }) => {
             assert_eq!(offset, offsets[2], "{reason}");
             assert!(
@@ -116,7 +116,7 @@ fn an_empty_group_is_nothing_and_a_nested_one_is_corruption() {
         other => panic!("expected corruption, got {other:?}"),
     }
     // Repair cuts at the outer group's marker: none of it survives.
-    let repaired = recover(&disk, &dir(), 1, true).expect("repair");
+    let repaired = recover(&disk, &dir(), true).expect("repair");
     assert_eq!(state_of(&repaired), Model::after(&before()).ids);
     assert_eq!(
         disk.contents(&log_path(0)).unwrap().len() as u64,

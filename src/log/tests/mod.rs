@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::recovery::{Recovered, recover};
+use super::replay::LiveRecord;
 use super::storage::{FaultyStorage, Storage};
 use super::writer::{ShardLog, encode_snapshot};
 use crate::types::LogRecord;
-use crate::types::shard_for;
+use crate::types::{shard_for, slot_for};
 
 /// The directory every in-memory test uses.
 fn dir() -> PathBuf {
@@ -117,29 +118,26 @@ impl Model {
     }
 }
 
-/// The recovered live state as a map, checking that every id is on its shard.
+/// The recovered live state as a map, checking that every id comes with its hash slot.
 fn state_of(recovered: &Recovered) -> BTreeMap<Vec<u8>, LogRecord> {
-    let shards = recovered.shards.len();
     let mut out = BTreeMap::new();
-    for (shard, records) in recovered.shards.iter().enumerate() {
-        for rec in records {
-            let id = rec.id().expect("live records have ids");
-            assert_eq!(shard_for(id, shards), shard, "id {id:?} on the wrong shard");
-            assert!(
-                matches!(rec, LogRecord::Lock { .. } | LogRecord::Complete { .. }),
-                "{rec:?}"
-            );
-            assert!(
-                out.insert(id.to_vec(), rec.clone()).is_none(),
-                "duplicate id"
-            );
-        }
+    for LiveRecord { hash_slot, record } in recovered.live.clone() {
+        let id = record.id().expect("live records have ids");
+        assert_eq!(slot_for(id), hash_slot, "id {id:?} with the wrong slot");
+        assert!(
+            matches!(record, LogRecord::Lock { .. } | LogRecord::Complete { .. }),
+            "{record:?}"
+        );
+        assert!(
+            out.insert(id.to_vec(), record.clone()).is_none(),
+            "duplicate id"
+        );
     }
     out
 }
 
-fn recover_ok(storage: &dyn Storage, shards: usize) -> Recovered {
-    match recover(storage, &dir(), shards, false) {
+fn recover_ok(storage: &dyn Storage) -> Recovered {
+    match recover(storage, &dir(), false) {
         Ok(r) => r,
         Err(e) => panic!("recovery failed: {e}"),
     }
@@ -155,7 +153,7 @@ struct Run {
 impl Run {
     /// Recovers, checks the result against `model`, and opens every shard's log.
     fn start(storage: &Arc<dyn Storage>, shards: usize, model: &Model) -> Run {
-        let recovered = recover_ok(&**storage, shards);
+        let recovered = recover_ok(&**storage);
         assert_eq!(state_of(&recovered), model.ids, "recovered state");
         assert!(recovered.max_fence >= model.max_fence);
         let epoch = recovered.epoch;

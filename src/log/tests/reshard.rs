@@ -80,7 +80,7 @@ fn one_to_two_to_one_shards() {
     let run = Run::start(&shared, 3, &model);
     assert_eq!(run.epoch, 6);
     drop(run);
-    let r = recover_ok(&disk, 2);
+    let r = recover_ok(&disk);
     assert_eq!(r.max_fence, fence);
     assert_eq!(r.report.files, 3);
 }
@@ -129,14 +129,14 @@ fn apply_file(replay: &mut Replay, records: &[LogRecord]) {
 /// Replays `files` in the given order and in reverse; both must give `want`.
 fn replay_both_ways(headers: &[FileHeader], files: &[Vec<LogRecord>], want: &[LogRecord]) {
     for reverse in [false, true] {
-        let mut replay = Replay::new(1);
+        let mut replay = Replay::default();
         headers.iter().for_each(|h| replay.add_header(h));
         let mut order: Vec<&Vec<LogRecord>> = files.iter().collect();
         if reverse {
             order.reverse();
         }
         order.into_iter().for_each(|f| apply_file(&mut replay, f));
-        let got: Vec<LogRecord> = replay.into_shards().into_iter().flatten().collect();
+        let got: Vec<LogRecord> = replay.into_live().map(|l| l.record).collect();
         let mut got = got;
         got.sort_by(|a, b| a.id().cmp(&b.id()));
         assert_eq!(got, want, "reverse={reverse}");
@@ -227,7 +227,7 @@ fn rewritten_headers_supersede_only_their_own_shards_ids() {
         ]],
         &[lock(&mine, 3, 40)],
     );
-    let mut replay = Replay::new(1);
+    let mut replay = Replay::default();
     replay.add_header(&FileHeader::rewritten(0, 2, 7));
     apply_file(&mut replay, &[epoch(1), lock(&mine, 99, 1)]);
     assert_eq!(replay.tracked(), 0);

@@ -31,7 +31,7 @@ fn flush_writes_one_batch_and_syncs_only_when_asked() {
     assert_eq!(disk.contents(&log_path(0)).unwrap().len() as u64, len);
     // Not synced: a crash loses the batch.
     disk.crash(CrashTail::Drop);
-    assert!(state_of(&recover_ok(&disk, 1)).is_empty());
+    assert!(state_of(&recover_ok(&disk)).is_empty());
 
     let mut log = ShardLog::open(Arc::clone(&shared), &dir(), 0, 2).unwrap();
     log.append(&lock(b"a", 1, 5));
@@ -45,7 +45,7 @@ fn flush_writes_one_batch_and_syncs_only_when_asked() {
     log.sync().unwrap();
     assert_eq!(disk.ops(), ops);
     disk.crash(CrashTail::Drop);
-    let r = recover_ok(&disk, 1);
+    let r = recover_ok(&disk);
     assert_eq!(state_of(&r).len(), 2);
     assert_eq!(r.epoch, 3);
 }
@@ -74,7 +74,7 @@ fn fail_then_rewrite(fault: impl FnOnce(&FaultyStorage)) {
     assert!(!run.logs[0].is_failed());
     run.commit(&mut model, lock(b"after", 4, 10));
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn a_rewrite_keeps_records_appended_while_it_runs() {
     );
     log.flush(true).unwrap();
     disk.crash(CrashTail::Drop);
-    let r = recover_ok(&disk, 1);
+    let r = recover_ok(&disk);
     assert_eq!(state_of(&r), model.ids);
     assert_eq!(r.max_fence, 101);
 }
@@ -171,7 +171,7 @@ fn a_rewrite_with_no_flush_in_between_drops_the_stale_buffer() {
     log.flush(true).unwrap();
     assert_eq!(log.file_len(), report.new_len + rec.encode().len() as u64);
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn a_failed_rewrite_leaves_the_old_log_in_use() {
         assert!(!exists(&*shared, &rewrite));
         run.commit(&mut model, lock(b"b", 2, 2));
         disk.crash(CrashTail::Drop);
-        assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+        assert_eq!(state_of(&recover_ok(&disk)), model.ids);
     }
 }
 
@@ -227,7 +227,7 @@ fn a_failed_directory_sync_switches_but_fails_the_log() {
     run.rewrite(0, &model);
     run.commit(&mut model, lock(b"b", 2, 2));
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn real_filesystem_round_trip() {
     let root = std::env::temp_dir().join(format!("ts-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let storage: Arc<dyn Storage> = Arc::new(FsStorage);
-    let r = recover(&FsStorage, &root, 2, false).unwrap();
+    let r = recover(&FsStorage, &root, false).unwrap();
     assert_eq!(r.epoch, 1);
     let _lock = super::super::lock_dir(&root).unwrap();
     let mut model = Model::default();
@@ -255,7 +255,7 @@ fn real_filesystem_round_trip() {
     logs[1].begin_rewrite(snapshot).unwrap();
     finish_rewrite(&mut logs[1]).unwrap();
     drop(logs);
-    let again = recover(&FsStorage, &root, 3, false).unwrap();
+    let again = recover(&FsStorage, &root, false).unwrap();
     assert_eq!(state_of(&again), model.ids);
     assert_eq!(again.epoch, 2);
     std::fs::remove_dir_all(&root).unwrap();
@@ -274,7 +274,7 @@ fn dropping_a_log_mid_rewrite_abandons_the_rewrite_cleanly() {
     let rewrite = super::super::shard_dir(&dir(), 0).join(super::super::REWRITE_FILE);
     assert!(!exists(&*shared, &rewrite));
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -312,7 +312,7 @@ fn a_failed_flush_during_a_rewrite_is_left_out_of_the_new_file() {
     log.flush(true).unwrap();
     model.apply(&d);
     disk.crash(CrashTail::Keep(usize::MAX));
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -336,7 +336,7 @@ fn a_failed_flush_of_records_in_the_snapshot_abandons_the_rewrite() {
     run.rewrite(0, &model);
     run.commit(&mut model, lock(b"q", 3, 3));
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn kept_records_are_copied_in_background_rounds_before_the_switch() {
     assert_eq!(report.new_len, report.snapshot_len + kept);
     assert_eq!(report.new_len, log.file_len());
     disk.crash(CrashTail::Drop);
-    assert_eq!(state_of(&recover_ok(&disk, 1)), model.ids);
+    assert_eq!(state_of(&recover_ok(&disk)), model.ids);
 }
 
 #[test]
@@ -401,7 +401,7 @@ fn a_shard_outpacing_the_rounds_still_switches_after_the_last_one() {
     model.apply(&rec);
     log.flush(true).unwrap();
     disk.crash(CrashTail::Drop);
-    let r = recover_ok(&disk, 1);
+    let r = recover_ok(&disk);
     assert_eq!(state_of(&r), model.ids);
     assert_eq!(r.max_fence, fence + 1);
 }
