@@ -430,13 +430,30 @@ mod doc_tests {
             .expect("docs/COMMANDS.md exists");
         for c in COMMANDS {
             let usage = format!("{} {}", c.name.to_ascii_uppercase(), c.syntax);
-            let usage = usage.trim_end().replace('|', "\\|");
-            let plain = format!("{} {}", c.name.to_ascii_uppercase(), c.syntax);
+            let plain = usage.trim_end();
+            let escaped = plain.replace('|', "\\|");
+            // The line that shows the command must give its arity too: `| arity |` in a table
+            // row, `arity N` in a heading line.
+            let line = doc
+                .lines()
+                .find(|l| {
+                    [&escaped, plain].iter().any(|u| {
+                        l.starts_with(&format!("| `{u}` |")) || l.starts_with(&format!("`{u}` —"))
+                    })
+                })
+                .unwrap_or_else(|| panic!("docs/COMMANDS.md does not show `{plain}`"));
+            let arity = c.arity;
             assert!(
-                doc.contains(&usage) || doc.contains(plain.trim_end()),
-                "docs/COMMANDS.md does not show `{}`",
-                plain.trim_end()
+                line.contains(&format!("| {arity} |")) || line.contains(&format!("arity {arity}")),
+                "docs/COMMANDS.md shows `{plain}` without its arity {arity}: {line}"
             );
+            if line.contains("— arity") {
+                let flags = c.flags.join(" ");
+                assert!(
+                    line.contains(&format!("flags `{flags}`")),
+                    "docs/COMMANDS.md shows `{plain}` without its flags `{flags}`: {line}"
+                );
+            }
         }
     }
 }

@@ -1,14 +1,21 @@
 //! Connection and server commands, answered on the connection's own thread.
 //!
 //! They read the connection's [`Session`] and the shared [`ServerContext`], never a lock table.
+//! Each has its own file with its `# Format`; [`run`] only dispatches.
 
 mod auth;
 mod client;
 mod command;
 mod config;
+mod dbsize;
+mod echo;
 mod hello;
 mod info;
+mod multi;
 mod ping;
+mod quit;
+mod reset;
+mod select;
 mod shutdown;
 mod slowlog;
 
@@ -100,52 +107,23 @@ pub fn run(
 ) -> Option<Reply> {
     Some(match kind {
         CommandKind::Ping => ping::ping(args, s),
-        CommandKind::Echo => Reply::bulk(args.get(1).unwrap_or_default()),
+        CommandKind::Echo => echo::echo(args),
         CommandKind::Hello => hello::hello(args, s, ctx),
         CommandKind::Auth => auth::auth(args, s, ctx),
-        CommandKind::Select => match args.get(1) {
-            Some(b"0") => Reply::Ok,
-            Some(a) if std::str::from_utf8(a).is_ok_and(|t| t.parse::<i64>().is_ok()) => {
-                Reply::error("ERR DB index is out of range")
-            }
-            _ => Reply::error("ERR value is not an integer or out of range"),
-        },
+        CommandKind::Select => select::select(args),
         CommandKind::Client => client::client(args, s, ctx),
         CommandKind::Command => command::command(args),
         CommandKind::Info => info::info(args, ctx),
         CommandKind::Config => config::config(args, ctx),
-        CommandKind::Dbsize => {
-            let t = ctx.totals();
-            Reply::Integer((t.locked + t.completed) as i64)
-        }
-        CommandKind::Quit => {
-            s.close_after_reply = true;
-            Reply::Ok
-        }
-        CommandKind::Reset => {
-            s.multi = None;
-            s.protocol = Protocol::Resp2;
-            s.name = None;
-            s.authenticated = ctx.config.requirepass.is_none();
-            Reply::Simple("RESET")
-        }
+        CommandKind::Dbsize => dbsize::dbsize(ctx),
+        CommandKind::Quit => quit::quit(s),
+        CommandKind::Reset => reset::reset(s, ctx),
         CommandKind::Slowlog => slowlog::slowlog(args, ctx),
         CommandKind::Shutdown => return shutdown::shutdown(args, s, ctx),
-        CommandKind::Multi => {
-            if s.multi.is_some() {
-                transaction::NESTED
-            } else {
-                s.multi = Some(Transaction::default());
-                Reply::Ok
-            }
-        }
-        CommandKind::Discard => match s.multi.take() {
-            Some(_) => Reply::Ok,
-            None => transaction::DISCARD_WITHOUT_MULTI,
-        },
-        CommandKind::Watch if s.multi.is_some() => transaction::WATCH_INSIDE_MULTI,
-        CommandKind::Watch => transaction::WATCH_UNSUPPORTED,
-        CommandKind::Unwatch => Reply::Ok,
+        CommandKind::Multi => multi::multi(s),
+        CommandKind::Discard => multi::discard(s),
+        CommandKind::Watch => multi::watch(s),
+        CommandKind::Unwatch => multi::unwatch(),
         // The shard runs EXEC: its commands go to the shard owning their ids.
         CommandKind::Exec => match s.multi.take() {
             Some(_) => Reply::error("ERR internal: EXEC dispatched as an admin command"),
