@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::command::CommandLimits;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::commands::CommandStats;
 use crate::metrics::histogram::Histogram;
 use crate::metrics::http::HttpStats;
 use crate::metrics::slowlog::SlowLog;
+use crate::types::CommandLimits;
 
 /// Figures one shard publishes for the others.
 #[derive(Debug, Default)]

@@ -14,7 +14,6 @@ pub mod complete;
 pub mod lock;
 pub mod number;
 pub mod renew;
-pub mod spec;
 pub mod status;
 pub mod transaction;
 pub mod unlock;
@@ -31,8 +30,9 @@ use crate::protocol::{Args, Reply};
 use crate::table::{Op, Outcome, Standing};
 use crate::types::{Error, Id, KeyBytes, parse_key};
 
+pub use crate::types::spec;
+pub use crate::types::{COMMANDS, CommandKind, CommandLimits, CommandSpec, lookup};
 pub use number::{parse_lease, parse_wait};
-pub use spec::{COMMANDS, CommandKind, CommandSpec, lookup};
 
 /// The error replies of the lock commands, as [`Reply`] values; each is the wire spelling of
 /// an [`Error`]. Their sentences never contain a key.
@@ -64,24 +64,6 @@ pub mod errors {
     pub const FINGERPRINT_TOO_LONG: Reply = Reply::error(Error::FingerprintTooLong.text());
 }
 
-/// Limits applied while parsing lock commands.
-#[derive(Clone, Copy, Debug)]
-pub struct CommandLimits {
-    /// Longest accepted id (and fingerprint) in bytes.
-    pub max_id_len: usize,
-    /// Longest accepted COMPLETE ... RESULT value in bytes.
-    pub max_result_size: usize,
-}
-
-impl Default for CommandLimits {
-    fn default() -> Self {
-        CommandLimits {
-            max_id_len: 512,
-            max_result_size: 64 * 1024,
-        }
-    }
-}
-
 /// Parses the lock command of `spec` from `args` (index 0 is the name; arity is already
 /// checked), its id at the spec's id position. `None` if `spec` is not a lock command.
 pub fn parse(
@@ -99,18 +81,6 @@ pub fn parse(
         CommandKind::Status => status::parse(args, at, limits).map(Op::Status),
         _ => return None,
     })
-}
-
-/// Which command of the spec table an operation is.
-pub fn kind_of(op: &Op) -> CommandKind {
-    match op {
-        Op::Lock(lock) if lock.trying => CommandKind::Trylock,
-        Op::Lock(_) => CommandKind::Lock,
-        Op::Unlock(_) => CommandKind::Unlock,
-        Op::Complete(_) => CommandKind::Complete,
-        Op::Renew(_) => CommandKind::Renew,
-        Op::Status(_) => CommandKind::Status,
-    }
 }
 
 /// The reply to an operation's outcome. A parked `LOCK ... WAIT` has no reply yet: `None`.
@@ -202,33 +172,10 @@ pub fn unknown_command(args: &Args<'_>) -> Reply {
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Builders shared by the command unit tests.
-    use std::ops::Range;
-
     use crate::keys::KeySource;
     use crate::types::KeyBytes;
 
-    /// Owned arguments that can lend an [`crate::protocol::Args`] view.
-    pub struct OwnedArgs {
-        pub buf: Vec<u8>,
-        pub ranges: Vec<Range<usize>>,
-    }
-
-    impl OwnedArgs {
-        pub fn new(parts: &[&[u8]]) -> Self {
-            let mut buf = Vec::new();
-            let mut ranges = Vec::new();
-            for p in parts {
-                let start = buf.len();
-                buf.extend_from_slice(p);
-                ranges.push(start..buf.len());
-            }
-            OwnedArgs { buf, ranges }
-        }
-
-        pub fn view(&self) -> crate::protocol::Args<'_> {
-            crate::protocol::Args::new(&self.buf, &self.ranges)
-        }
-    }
+    pub use crate::protocol::test_support::OwnedArgs;
 
     /// Effects collected while applying commands in tests.
     #[derive(Default)]

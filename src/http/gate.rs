@@ -21,6 +21,7 @@ use hyper::{Response, StatusCode};
 use crate::config::Config;
 use crate::http::status::{self, Body};
 use crate::net::access;
+use crate::types::password_matches;
 
 /// Paths answered without a password and under protected mode: liveness and readiness probes.
 pub const OPEN_PATHS: [&str; 2] = ["/health", "/ready"];
@@ -103,7 +104,7 @@ fn credentials(value: &[u8], password: &[u8]) -> Credentials {
     }
     match basic_credentials(value) {
         Some((user, pass)) if user.is_empty() || user == b"default" => {
-            if access::password_matches(password, &pass) {
+            if password_matches(password, &pass) {
                 Credentials::Match
             } else {
                 Credentials::Wrong
@@ -131,7 +132,7 @@ fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 /// Whether an `Authorization` header value is `Bearer <password>` (scheme in any case). The
-/// token is compared in constant time ([`access::password_matches`]).
+/// token is compared in constant time ([`password_matches`]).
 pub fn bearer_matches(value: &[u8], password: &[u8]) -> bool {
     let Some((scheme, token)) = value.split_first_chunk::<7>() else {
         return false;
@@ -139,7 +140,7 @@ pub fn bearer_matches(value: &[u8], password: &[u8]) -> bool {
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return false;
     }
-    access::password_matches(password, token.trim_ascii())
+    password_matches(password, token.trim_ascii())
 }
 
 /// 401 with the challenge; `invalid` says a token was given and is wrong (RFC 6750).

@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::command::CommandKind;
 use crate::metrics::histogram::{Histogram, bump_owned};
 use crate::protocol::Reply;
+use crate::types::CommandKind;
 use crate::types::Error;
 
 /// What became of a command, by its reply. Errors are classed by their code.
@@ -131,7 +131,7 @@ pub const ROWS: usize = CommandKind::COUNT + 1;
 
 /// The name of row `row`: the command's lowercase name, or `unknown`.
 pub fn row_name(row: usize) -> &'static str {
-    crate::command::COMMANDS
+    crate::types::COMMANDS
         .iter()
         .find(|c| c.kind.index() == row)
         .map_or("unknown", |c| c.name)

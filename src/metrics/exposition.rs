@@ -472,7 +472,7 @@ mod tests {
             "127.0.0.1:6409".parse().unwrap(),
             2,
         ));
-        let lock = crate::command::CommandKind::Lock.index();
+        let lock = crate::types::CommandKind::Lock.index();
         ctx.shards[1]
             .commands
             .record(lock, Outcome::Ok, Duration::from_micros(3));

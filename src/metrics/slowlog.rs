@@ -18,9 +18,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::command::{CommandKind, kind_of};
 use crate::protocol::Args;
 use crate::table::Op;
+use crate::types::CommandKind;
 
 /// Longest argument shown, in bytes.
 pub const MAX_ARG_BYTES: usize = 128;
@@ -155,7 +155,7 @@ impl Capture {
         let mut id = [0u8; MAX_ARG_BYTES];
         id[..id_shown].copy_from_slice(&id_full[..id_shown]);
         let mut c = Capture {
-            kind: kind_of(cmd),
+            kind: cmd.kind(),
             id,
             id_shown,
             id_len: id_full.len(),
@@ -219,7 +219,7 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::test_support::OwnedArgs;
+    use crate::protocol::test_support::OwnedArgs;
     use crate::table::{Lock, Unlock};
 
     fn texts(args: &[Bytes]) -> Vec<String> {

@@ -6,11 +6,9 @@
 //! `--protected-mode no`, everyone may connect and authentication decides the rest.
 //! A server bound only to loopback never sees another client, so the rule costs it nothing.
 //!
-//! [`password_matches`] is the one password comparison, for AUTH, HELLO and HTTP alike.
+//! Passwords are compared by [`crate::types::password_matches`], for AUTH, HELLO and HTTP alike.
 
 use std::net::IpAddr;
-
-use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 
@@ -28,15 +26,6 @@ above things in order for the server to start accepting connections from the out
 /// Whether a client at `peer` must be refused under protected mode.
 pub fn refuses(config: &Config, peer: IpAddr) -> bool {
     config.security.protected_mode && config.requirepass.is_none() && !is_loopback(peer)
-}
-
-/// Whether `given` is the password `expected`. Both are hashed (SHA-256) and the digests
-/// compared in constant time, so the time taken says nothing about the password, not even its
-/// length (Redis compares the same way).
-pub fn password_matches(expected: &[u8], given: &[u8]) -> bool {
-    let expected = ring::digest::digest(&ring::digest::SHA256, expected);
-    let given = ring::digest::digest(&ring::digest::SHA256, given);
-    expected.as_ref().ct_eq(given.as_ref()).into()
 }
 
 /// Loopback, including IPv4 loopback written as an IPv6-mapped address (`::ffff:127.0.0.1`).
@@ -69,15 +58,6 @@ mod tests {
         assert!(refuses(&c, "::ffff:192.0.2.7".parse().unwrap()));
         assert!(!refuses(&config(&["--requirepass", "pw"]), remote));
         assert!(!refuses(&config(&["--protected-mode", "no"]), remote));
-    }
-
-    #[test]
-    fn passwords_match_exactly() {
-        assert!(password_matches(b"pw", b"pw"));
-        assert!(password_matches(b"", b""));
-        for other in [&b""[..], b"p", b"pw ", b"PW", b"pw\0"] {
-            assert!(!password_matches(b"pw", other), "{other:?}");
-        }
     }
 
     #[test]

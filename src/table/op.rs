@@ -3,7 +3,7 @@
 //! owed to waiters left in the [`ApplyCtx`].
 
 use crate::table::{ApplyCtx, Entry, Grant, LockTable, State, View, Waiter};
-use crate::types::{Error, Id, KeyBytes};
+use crate::types::{CommandKind, Error, Id, KeyBytes};
 
 /// `LOCK id [PX ms | EX s] [WAIT ms] [FINGERPRINT fp] [WITHFENCE]`: take an id that is
 /// neither locked nor completed.
@@ -99,6 +99,18 @@ impl Op {
             Op::Complete(c) => &c.id,
             Op::Renew(c) => &c.id,
             Op::Status(c) => &c.id,
+        }
+    }
+
+    /// Which command of the spec table this operation is.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Op::Lock(lock) if lock.trying => CommandKind::Trylock,
+            Op::Lock(_) => CommandKind::Lock,
+            Op::Unlock(_) => CommandKind::Unlock,
+            Op::Complete(_) => CommandKind::Complete,
+            Op::Renew(_) => CommandKind::Renew,
+            Op::Status(_) => CommandKind::Status,
         }
     }
 

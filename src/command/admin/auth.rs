@@ -40,6 +40,6 @@ pub fn check(user: Option<&[u8]>, pass: &[u8], ctx: &ServerContext) -> bool {
     }
     match &ctx.config.requirepass {
         None => true,
-        Some(expected) => crate::net::access::password_matches(expected.as_bytes(), pass),
+        Some(expected) => crate::types::password_matches(expected.as_bytes(), pass),
     }
 }

@@ -23,7 +23,6 @@ use rand::{RngExt, SeedableRng};
 
 use super::Core;
 use crate::command::admin::Session;
-use crate::command::kind_of;
 use crate::metrics::commands::Outcome as Counted;
 use crate::metrics::histogram::bump_owned;
 use crate::metrics::slowlog::{Capture, SlowEntry};
@@ -91,7 +90,7 @@ impl Core {
         client: Client<'_>,
     ) -> (Answer, bool) {
         self.commands += 1;
-        let row = kind_of(&cmd).index();
+        let row = cmd.kind().index();
         if let Op::Lock(lock) = &mut cmd
             && lock.wait_ms.is_some()
             && self.ctx.lifecycle.is_stopping()
@@ -139,7 +138,7 @@ impl Core {
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             self.commands += 1;
-            let row = kind_of(&op).index();
+            let row = op.kind().index();
             let capture = (self.ctx.config.slowlog_log_slower_than >= 0).then(|| Capture::of(&op));
             let (outcome, _) = self.apply_local(op, origin);
             let elapsed = self.lap();
