@@ -1,8 +1,8 @@
 //! Stopping the server: one request (SIGTERM, SIGINT, `SHUTDOWN`, a test's handle) that every
 //! thread hears.
 //!
-//! [`Lifecycle::request_shutdown`] flips one flag, tells every shard through its inbox and
-//! wakes the HTTP accept loop. Then, bounded by `--shutdown-timeout`:
+//! [`Lifecycle::request_shutdown`] flips one flag, tells every shard (through its inbox: the
+//! server attaches how) and wakes the HTTP accept loop. Then, bounded by `--shutdown-timeout`:
 //! - the RESP acceptor stops accepting (its listening socket is shut down) and the HTTP
 //!   server stops accepting, lets each connection finish the request it is serving and closes
 //!   it; a request that arrives meanwhile gets `503 shutting down`;
@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-use crate::shard::mesh::{External, Inbox};
 
 /// Where a shard stands in a shutdown, as it publishes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +52,16 @@ impl DrainState {
     }
 }
 
+/// How the switch tells the shards: given by whoever built them, so this module needs to know
+/// nothing of how shards are reached.
+struct TellShards(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for TellShards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TellShards")
+    }
+}
+
 /// The shutdown switch shared by every thread.
 #[derive(Debug)]
 pub struct Lifecycle {
@@ -62,8 +70,8 @@ pub struct Lifecycle {
     started: OnceLock<Instant>,
     /// How long the shutdown may take before the shards stop without waiting further.
     timeout: Duration,
-    /// How to reach every shard; set once the mesh exists.
-    inboxes: OnceLock<Vec<Inbox>>,
+    /// Tells every shard; set once the shards exist.
+    tell_shards: OnceLock<TellShards>,
     /// Clones of the RESP listeners, shut down to stop their acceptors.
     resp_listeners: OnceLock<Vec<TcpListener>>,
     /// Tells the HTTP server (true once stopping).
@@ -77,16 +85,20 @@ impl Lifecycle {
             stopping: AtomicBool::new(false),
             started: OnceLock::new(),
             timeout,
-            inboxes: OnceLock::new(),
+            tell_shards: OnceLock::new(),
             resp_listeners: OnceLock::new(),
             http: watch::Sender::new(false),
         }
     }
 
-    /// Connects the switch to the shards and to clones of the RESP listeners (once, at
-    /// start-up).
-    pub fn attach(&self, inboxes: Vec<Inbox>, resp_listeners: Vec<TcpListener>) {
-        let _ = self.inboxes.set(inboxes);
+    /// Connects the switch to the shards (`tell_shards` tells every one of them the server is
+    /// stopping) and to clones of the RESP listeners (once, at start-up).
+    pub fn attach(
+        &self,
+        tell_shards: impl Fn() + Send + Sync + 'static,
+        resp_listeners: Vec<TcpListener>,
+    ) {
+        let _ = self.tell_shards.set(TellShards(Box::new(tell_shards)));
         let _ = self.resp_listeners.set(resp_listeners);
     }
 
@@ -124,8 +136,8 @@ impl Lifecycle {
             }
         }
         self.http.send_replace(true);
-        for inbox in self.inboxes.get().into_iter().flatten() {
-            let _ = inbox.send(External::Shutdown);
+        if let Some(TellShards(tell)) = self.tell_shards.get() {
+            tell();
         }
         true
     }

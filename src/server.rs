@@ -126,7 +126,15 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
     if let Some((l, _)) = &tls.resp {
         resp_listeners.push(l.try_clone()?);
     }
-    ctx.lifecycle.attach(inboxes.clone(), resp_listeners);
+    let shard_inboxes = inboxes.clone();
+    ctx.lifecycle.attach(
+        move || {
+            for inbox in &shard_inboxes {
+                let _ = inbox.send(mesh::External::Shutdown);
+            }
+        },
+        resp_listeners,
+    );
 
     let mut threads = Vec::with_capacity(shards);
     let mut edge_threads = Vec::with_capacity(2);
@@ -141,26 +149,36 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
                 .spawn(move || shard.run())?,
         );
     }
-    {
+    // Connections are dealt to the shards round-robin, plain and TLS alike.
+    let deal: acceptor::Deal = {
         let inboxes = inboxes.clone();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        Arc::new(move |accepted| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            inboxes
+                .get(n % inboxes.len().max(1))
+                .is_some_and(|inbox| inbox.send(mesh::External::Connection(accepted)).is_ok())
+        })
+    };
+    {
+        let deal = deal.clone();
         let ctx = ctx.clone();
         edge_threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(
             move || {
-                acceptor::run(listener, inboxes, ctx, None);
+                acceptor::run(listener, deal, ctx, None);
                 Ok(())
             },
         )?);
     }
     if let Some((listener, config)) = tls.resp {
-        let inboxes = inboxes.clone();
         let ctx = ctx.clone();
         // A quarter of a core per shard is room for bursts of thousands of handshakes a second.
-        let handshakers = Handshakers::spawn(shards.div_ceil(4), inboxes.clone(), ctx.clone())?;
+        let handshakers = Handshakers::spawn(shards.div_ceil(4), deal.clone(), ctx.clone())?;
         edge_threads.push(
             std::thread::Builder::new()
                 .name("tls-acceptor".into())
                 .spawn(move || {
-                    acceptor::run(listener, inboxes, ctx, Some((config, handshakers)));
+                    acceptor::run(listener, deal, ctx, Some((config, handshakers)));
                     Ok(())
                 })?,
         );

@@ -23,6 +23,7 @@
 //!   are served at once (the next one gets `503 busy` and is closed).
 //! - A response body never holds a key, except the key a successful `/lock` hands out.
 
+pub mod exposition;
 pub mod gate;
 pub mod probes;
 pub mod query;

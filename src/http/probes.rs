@@ -7,8 +7,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use crate::context::ServerContext;
+use crate::http::exposition;
 use crate::http::status::{Body, text};
-use crate::metrics::exposition;
 
 /// `/health`: 200 `ok` whenever the process can answer at all.
 pub fn health() -> Response<Body> {

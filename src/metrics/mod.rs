@@ -5,7 +5,7 @@
 //! - [`http`]: the HTTP adapter's connections and requests.
 //! - [`slowlog`]: the per-shard rings of slow commands behind `SLOWLOG`.
 //! - [`process`]: the process's resident memory.
-//! - [`exposition`]: `GET /metrics` in the OpenMetrics text format.
+//! - `GET /metrics` renders these figures (`http::exposition`).
 //!
 //! Invariant: nothing here is on a shard's hot path except single-writer atomic updates
 //! (a relaxed load and store on the shard's own cells) and a comparison with the slow-log
@@ -13,7 +13,6 @@
 //! lock that only slow commands take; they never touch a shard's table.
 
 pub mod commands;
-pub mod exposition;
 pub mod histogram;
 pub mod http;
 pub mod process;

@@ -19,11 +19,15 @@ use tracing::{debug, error, warn};
 use crate::context::ServerContext;
 use crate::net::access;
 use crate::net::handshake::Handshakers;
-use crate::shard::mesh::{External, Inbox};
 use crate::sparse::Sparse;
 
 /// The answer to a client accepted when the process had no file descriptor left.
 const OUT_OF_FDS: &[u8] = b"-ERR max number of clients reached (out of file descriptors)\r\n";
+
+/// Hands an accepted connection to a shard (the next one, round-robin); false when the shards
+/// have stopped. The server builds it over the shards' inboxes, so this module needs to know
+/// nothing of how shards are reached.
+pub type Deal = Arc<dyn Fn(Accepted) -> bool + Send + Sync>;
 
 /// An accepted connection on its way to a shard.
 #[derive(Debug)]
@@ -34,15 +38,14 @@ pub struct Accepted {
     pub tls: Option<Box<ServerConnection>>,
 }
 
-/// Accepts connections on `listener` forever, handing each to the next shard's inbox. With
+/// Accepts connections on `listener` forever, handing each to a shard through `deal`. With
 /// `tls`, every connection is a TLS one, handed to `tls`'s handshake threads first.
 pub fn run(
     listener: TcpListener,
-    inboxes: Vec<Inbox>,
+    deal: Deal,
     ctx: Arc<ServerContext>,
     mut tls: Option<(Arc<ServerConfig>, Handshakers)>,
 ) {
-    let mut next = 0usize;
     // A descriptor kept in reserve, so that a client can be answered when none is left.
     let mut spare = std::fs::File::open("/dev/null").ok();
     let accept_errors = Sparse::default();
@@ -118,13 +121,7 @@ pub fn run(
             }
             continue;
         }
-        let Some(inbox) = inboxes.get(next % inboxes.len().max(1)) else {
-            error!("no shard to serve connections");
-            return;
-        };
-        next = next.wrapping_add(1);
-        let accepted = Accepted { stream, tls: None };
-        if inbox.send(External::Connection(accepted)).is_err() {
+        if !deal(Accepted { stream, tls: None }) {
             ctx.clients.fetch_sub(1, Ordering::Relaxed);
             error!("a shard has stopped; no longer accepting connections");
             return;

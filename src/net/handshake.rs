@@ -31,8 +31,7 @@ use slab::Slab;
 use tracing::{debug, info, warn};
 
 use crate::context::ServerContext;
-use crate::net::acceptor::Accepted;
-use crate::shard::mesh::{External, Inbox};
+use crate::net::acceptor::{Accepted, Deal};
 use crate::sparse::Sparse;
 
 /// How long a client has to complete its TLS handshake after the connection is accepted.
@@ -59,8 +58,8 @@ struct Handoff {
 
 impl Handshakers {
     /// Starts `threads` handshake threads (at least one) that deliver established
-    /// connections to `inboxes`, round-robin.
-    pub fn spawn(threads: usize, inboxes: Vec<Inbox>, ctx: Arc<ServerContext>) -> io::Result<Self> {
+    /// connections to the shards through `deal`.
+    pub fn spawn(threads: usize, deal: Deal, ctx: Arc<ServerContext>) -> io::Result<Self> {
         let failures = Arc::new(Sparse::default());
         let mut handoffs = Vec::new();
         for n in 0..threads.max(1) {
@@ -71,9 +70,7 @@ impl Handshakers {
                 poll,
                 receiver,
                 pending: Slab::new(),
-                inboxes: inboxes.clone(),
-                // Threads start at different shards so that they spread connections evenly.
-                next_shard: n,
+                deal: deal.clone(),
                 ctx: ctx.clone(),
                 failures: failures.clone(),
             };
@@ -177,8 +174,7 @@ struct Worker {
     poll: Poll,
     receiver: Receiver<(std::net::TcpStream, ServerConnection)>,
     pending: Slab<Pending>,
-    inboxes: Vec<Inbox>,
-    next_shard: usize,
+    deal: Deal,
     ctx: Arc<ServerContext>,
     failures: Arc<Sparse>,
 }
@@ -275,22 +271,14 @@ impl Worker {
         }
     }
 
-    /// Sends an established connection to the next shard.
+    /// Sends an established connection to a shard.
     fn deliver(&mut self, p: Pending) {
-        let Some(inbox) = self
-            .inboxes
-            .get(self.next_shard % self.inboxes.len().max(1))
-        else {
-            self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            return;
-        };
-        self.next_shard = self.next_shard.wrapping_add(1);
         debug!(peer = ?p.peer, "TLS handshake completed");
         let accepted = Accepted {
             stream: p.tcp.into(),
             tls: Some(Box::new(p.tls)),
         };
-        if inbox.send(External::Connection(accepted)).is_err() {
+        if !(self.deal)(accepted) {
             // The shard has stopped: the server is shutting down.
             self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
         }
