@@ -1,8 +1,8 @@
 //! The HTTP adapter against the real binary: every endpoint and status of docs/HTTP.md, ids
 //! shared with RESP, and concurrent clients racing on the same ids.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::collections::HashMap;
 use std::sync::{Barrier, Mutex};

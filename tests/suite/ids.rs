@@ -1,6 +1,6 @@
 //! Ids are binary-safe byte strings of 1..=512 bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -1,8 +1,8 @@
 //! The lease features over HTTP: ttl with Retry-After, wait, fingerprint (422), renew, result
 //! and `/status` as JSON, sharing state with RESP.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::thread;
 use std::time::{Duration, Instant};

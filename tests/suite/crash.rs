@@ -7,8 +7,8 @@
 //! A command whose reply never arrived (the kill cut it off) may have happened or not, but
 //! nothing else.
 
-mod common;
-mod durability_support;
+use crate::common;
+use crate::durability_support;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,8 +1,8 @@
 //! What the server tells about itself: `/health` and `/ready`, `/metrics` in the OpenMetrics
 //! text format, `INFO` (also as redis-py parses it) and `SLOWLOG`.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! `TOKEN_SERVER_REQUIRE_TOOLS=1` is set, which turns a missing tool into a
 //! failure.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

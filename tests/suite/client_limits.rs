@@ -1,7 +1,7 @@
 //! Per-client limits over RESP: `--maxclients`, the output buffer (pause below it, disconnect
 //! past it), the query buffer, argument size and count, and the idle `--timeout`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::thread;

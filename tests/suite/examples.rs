@@ -4,11 +4,9 @@
 //! need python3 with redis-py, bash or curl skip loudly when they are missing (or fail with
 //! `TOKEN_SERVER_REQUIRE_TOOLS=1`).
 
-mod common;
+use crate::common;
 
-#[path = "../examples/run_once.rs"]
-#[allow(dead_code)]
-mod run_once;
+use crate::run_once;
 
 use std::process::Command;
 

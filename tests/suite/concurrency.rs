@@ -1,7 +1,7 @@
 //! Many connections racing for the same ids: the server must hand out each
 //! lock exactly once and keep every state transition atomic.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

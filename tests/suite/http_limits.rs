@@ -2,8 +2,8 @@
 //! malformed and oversized requests, the header timeout and `--maxclients`. After every abuse
 //! a well-behaved client must still be served.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! ways it stops: `SHUTDOWN`, SIGTERM with requests still waiting, always exiting 0 with its
 //! logs synced.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::path::Path;
 use std::process::{Command, Output};

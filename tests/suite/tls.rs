@@ -1,8 +1,8 @@
 //! TLS: RESP on `--tls-port` (the `redis` crate, sync and async, raw rustls, `redis-cli --tls`)
 //! and HTTP on `--tls-http-port`, client certificates, and bad input on a TLS port.
 
-mod common;
-mod tls_support;
+use crate::common;
+use crate::tls_support;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -2,12 +2,10 @@
 //! after it, over RESP and HTTP alike, and a client with idempotent retries (the Rust
 //! example's `run_once`) still runs every job exactly once.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
-#[path = "../examples/run_once.rs"]
-#[allow(dead_code)]
-mod run_once;
+use crate::run_once;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! Redis compatibility: connection commands, introspection and the exact
 //! wording of generic errors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! works again, and after a power loss (only synced bytes survive) everything acknowledged
 //! is there.
 
-mod common;
-mod durability_support;
+use crate::common;
+use crate::durability_support;
 
 use std::path::Path;
 use std::sync::Arc;

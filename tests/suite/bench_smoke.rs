@@ -2,7 +2,7 @@
 //! for about a second at a small size, exits 0, does some operations and sees no unexpected
 //! error. The full benchmark (`scripts/bench.sh`) is never part of the test suite.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};

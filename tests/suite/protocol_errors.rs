@@ -1,7 +1,7 @@
 //! Malformed input over raw sockets: the offending connection gets a
 //! protocol error and is closed; the server and its data are unaffected.
 
-mod common;
+use crate::common;
 
 use std::thread;
 use std::time::Duration;

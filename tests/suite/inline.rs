@@ -1,6 +1,6 @@
 //! Inline (telnet-style) commands over a raw socket.
 
-mod common;
+use crate::common;
 
 use common::{FOREIGN_KEY, Proto, Server, bulk, expect_err, raw_key, show};
 

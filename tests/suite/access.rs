@@ -1,8 +1,8 @@
 //! Who gets in: the password from the environment or a file, AUTH that pipelining cannot skip,
 //! `Authorization: Bearer` over HTTP (probes open), and protected mode.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Deep pipelines: replies come back complete and in request order, across
 //! shards, through the client library and over raw sockets.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::io::Write;

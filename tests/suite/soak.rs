@@ -5,8 +5,8 @@
 //! server must be running, every checker answer must have been right and prompt, and its
 //! resident memory must be back near the baseline taken before the abuse.
 
-mod common;
-mod http_support;
+use crate::common;
+use crate::http_support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -2,8 +2,8 @@
 //! everysec` under kill -9, `--appendfsync no` under SIGTERM, the directory lock, torn tails
 //! and corruption before the end of a log.
 
-mod common;
-mod durability_support;
+use crate::common;
+use crate::durability_support;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -1,6 +1,6 @@
 //! `--requirepass`: AUTH, HELLO ... AUTH and password URLs.
 
-mod common;
+use crate::common;
 
 use common::{
     Exec, Proto, Server, connect_async, connect_sync, encode_command, expect_err, expect_key,

@@ -3,7 +3,7 @@
 //! Every scenario runs four times: with the synchronous client over RESP2 and
 //! RESP3, and with the tokio multiplexed client over RESP2 and RESP3.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

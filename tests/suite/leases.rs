@@ -1,7 +1,7 @@
 //! Leases, RENEW, WAIT, fences, fingerprints, results, STATUS and retention against the real
 //! binary, with the `redis` crate.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
