@@ -18,8 +18,6 @@ mod driver;
 mod http;
 #[path = "token_bench/report.rs"]
 mod report;
-#[path = "token_bench/resp.rs"]
-mod resp;
 #[path = "token_bench/workload.rs"]
 mod workload;
 

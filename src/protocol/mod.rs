@@ -4,6 +4,7 @@
 //! - [`reply`]: reply values → RESP2 or RESP3 bytes.
 
 pub mod reply;
+pub mod reply_reader;
 pub mod request;
 
 pub use reply::{Protocol, Reply};

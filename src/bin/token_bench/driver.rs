@@ -16,9 +16,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::http;
 use crate::report::Tally;
 use crate::workload::{self, Finish, Outcome, Rng, Target, Workload};
-use crate::{http, resp};
+use token_server::protocol::reply_reader as resp;
 
 /// Everything the connections share, read-only but for the operation budget.
 pub struct Plan {

@@ -16,7 +16,7 @@
 use clap::ValueEnum;
 
 use crate::http::Response;
-use crate::resp::Reply;
+use token_server::protocol::reply_reader::Reply;
 
 /// What the load does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -1,5 +1,5 @@
 //! Helpers for the durability tests: a raw pipelining client that keeps every reply that
-//! arrived before the server died, a small RESP2 reply parser, STATUS and INFO readers, and a
+//! arrived before the server died, RESP2 replies as values, STATUS and INFO readers, and a
 //! seeded random generator (print the seed, replay it with `DURABILITY_SEED`).
 
 #![allow(dead_code)]
@@ -75,51 +75,28 @@ fn is_key(b: &[u8]) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
-/// Parses the first complete reply in `buf`: the reply and its length in bytes.
+/// Parses the first complete reply in `buf`: the reply and its length in bytes (read by the
+/// one reply reader, `token_server::protocol::reply_reader`).
 pub fn parse_reply(buf: &[u8]) -> Option<(Resp, usize)> {
-    let eol = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = std::str::from_utf8(&buf[1..eol])
-        .unwrap_or_else(|_| panic!("reply line is not UTF-8: {:?}", show(buf)));
-    let after = eol + 2;
-    let number = |what: &str| -> i64 {
-        line.parse()
-            .unwrap_or_else(|_| panic!("bad {what} {line:?} in {:?}", show(buf)))
-    };
-    match buf[0] {
-        b'+' => Some((Resp::Simple(line.to_string()), after)),
-        b'-' => Some((Resp::Error(line.to_string()), after)),
-        b':' => Some((Resp::Int(number("integer")), after)),
-        b'_' => Some((Resp::Nil, after)),
-        b'$' => {
-            let len = number("bulk length");
-            if len < 0 {
-                return Some((Resp::Nil, after));
+    use token_server::protocol::reply_reader::{Value, parse_value};
+    fn convert(value: Value, buf: &[u8]) -> Resp {
+        match value {
+            Value::Simple(s) => Resp::Simple(s),
+            Value::Error(e) => Resp::Error(e),
+            Value::Int(n) => Resp::Int(n),
+            Value::Bulk(b) => Resp::Bulk(b),
+            Value::Nil => Resp::Nil,
+            Value::Array(items) => {
+                Resp::Array(items.into_iter().map(|v| convert(v, buf)).collect())
             }
-            let end = after + len as usize;
-            if buf.len() < end + 2 {
-                return None;
+            Value::Other(raw) => {
+                panic!("unexpected RESP3 reply {:?} in {:?}", show(&raw), show(buf))
             }
-            Some((Resp::Bulk(buf[after..end].to_vec()), end + 2))
         }
-        b'*' => {
-            let count = number("array length");
-            if count < 0 {
-                return Some((Resp::Nil, after));
-            }
-            let mut items = Vec::with_capacity(count as usize);
-            let mut pos = after;
-            for _ in 0..count {
-                let (item, len) = parse_reply(&buf[pos..])?;
-                items.push(item);
-                pos += len;
-            }
-            Some((Resp::Array(items), pos))
-        }
-        other => panic!(
-            "unexpected reply type {:?} in {:?}",
-            other as char,
-            show(buf)
-        ),
+    }
+    match parse_value(buf) {
+        Ok(reply) => reply.map(|(value, len)| (convert(value, buf), len)),
+        Err(e) => panic!("{e} in {:?}", show(buf)),
     }
 }
 
@@ -134,11 +111,7 @@ pub struct Pipe {
 
 impl Pipe {
     pub fn connect(addr: SocketAddr) -> Pipe {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
+        let stream = crate::common::tcp(addr);
         Pipe {
             stream,
             buf: Vec::new(),

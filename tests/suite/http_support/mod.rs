@@ -141,11 +141,7 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub fn connect(addr: SocketAddr) -> HttpConn {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-            .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
+        let stream = crate::common::tcp(addr);
         HttpConn {
             reader: BufReader::new(stream),
         }

@@ -1,10 +1,12 @@
-//! An incremental RESP2/RESP3 reply parser for the load generator.
+//! Reading replies: the client side of the protocol, for the load generator (`token-bench`) and
+//! the tests, which share this one reader. The server itself never reads a reply.
 //!
 //! [`parse`] looks at the front of a receive buffer and returns the first complete reply and
 //! how many bytes it took, `None` when more bytes are needed, or an error when the bytes cannot
 //! be a reply. It never panics on any input and never copies: strings borrow the buffer.
 //! Aggregates (arrays, maps, sets, pushes) are walked to find their end but only their element
-//! count is returned, which is all a benchmark needs from them.
+//! count is returned, which is all a benchmark needs from them. [`parse_value`] reads the same
+//! bytes into an owned tree, for tests that look inside aggregates.
 
 use std::fmt;
 
@@ -136,6 +138,93 @@ fn parse_at(
     Ok(Some(reply))
 }
 
+/// A reply as an owned tree. Maps, sets and pushes read as arrays (a map's keys and values
+/// alternate, as RESP2 sends them); attributes are skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// `+text`.
+    Simple(String),
+    /// `-CODE message` (or a blob error).
+    Error(String),
+    /// `:n`.
+    Int(i64),
+    /// A bulk string.
+    Bulk(Vec<u8>),
+    /// A null of any kind.
+    Nil,
+    /// An aggregate's elements.
+    Array(Vec<Value>),
+    /// Any other RESP3 scalar (double, boolean, big number, verbatim string), as its text.
+    Other(Vec<u8>),
+}
+
+/// Parses the first reply in `buf` into a [`Value`]: `Ok(Some((value, used_bytes)))`,
+/// `Ok(None)` when `buf` holds only part of a reply, or an error for bytes that cannot be one.
+pub fn parse_value(buf: &[u8]) -> Result<Option<(Value, usize)>, ParseError> {
+    value_at(buf, 0, 0)
+}
+
+fn value_at(buf: &[u8], start: usize, depth: usize) -> Result<Option<(Value, usize)>, ParseError> {
+    let Some(&kind) = buf.get(start) else {
+        return Ok(None);
+    };
+    if !matches!(kind, b'*' | b'~' | b'>' | b'%' | b'|') {
+        let Some((reply, end)) = parse_at(buf, start, depth)? else {
+            return Ok(None);
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let value = match reply {
+            Reply::Simple(s) => Value::Simple(text(s)),
+            Reply::Error(e) => Value::Error(text(e)),
+            Reply::Integer(n) => Value::Int(n),
+            Reply::Bulk(Some(b)) => Value::Bulk(b.to_vec()),
+            Reply::Bulk(None) | Reply::Aggregate(None) => Value::Nil,
+            Reply::Aggregate(Some(_)) | Reply::Other => Value::Other(
+                buf.get(start + 1..end.saturating_sub(2))
+                    .unwrap_or_default()
+                    .to_vec(),
+            ),
+        };
+        return Ok(Some((value, end)));
+    }
+    if depth >= MAX_DEPTH {
+        return Err(ParseError(format!(
+            "aggregates nested over {MAX_DEPTH} deep"
+        )));
+    }
+    if kind == b'|' {
+        // An attribute map comes before the reply it describes: skip it.
+        let Some((_, end)) = parse_at(buf, start, depth)? else {
+            return Ok(None);
+        };
+        return value_at(buf, end, depth);
+    }
+    let Some(eol) = find_crlf(buf, start + 1)? else {
+        return Ok(None);
+    };
+    let count = number(&buf[start + 1..eol])?;
+    let mut pos = eol + 2;
+    let Ok(count) = usize::try_from(count) else {
+        return Ok(Some((Value::Nil, pos)));
+    };
+    let items = if kind == b'%' {
+        count.saturating_mul(2)
+    } else {
+        count
+    };
+    let mut values = Vec::with_capacity(items.min(1024));
+    for _ in 0..items {
+        match value_at(buf, pos, depth + 1)? {
+            Some((value, end)) => {
+                values.push(value);
+                pos = end;
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((Value::Array(values), pos)))
+}
+
 /// Position of the CRLF that ends the line starting at `from`, if it has arrived.
 fn find_crlf(buf: &[u8], from: usize) -> Result<Option<usize>, ParseError> {
     let rest = buf.get(from..).unwrap_or_default();
@@ -178,6 +267,29 @@ mod tests {
         );
         assert_eq!(parse(b"$-1\r\n"), Ok(Some((Reply::Bulk(None), 5))));
         assert_eq!(parse(b"_\r\n"), Ok(Some((Reply::Bulk(None), 3))));
+    }
+
+    #[test]
+    fn values_are_owned_trees() {
+        let input = b"*3\r\n$2\r\nab\r\n*2\r\n:5\r\n_\r\n%1\r\n+k\r\n-ERR v\r\n+next\r\n";
+        let (value, used) = parse_value(input).unwrap().unwrap();
+        assert_eq!(
+            value,
+            Value::Array(vec![
+                Value::Bulk(b"ab".to_vec()),
+                Value::Array(vec![Value::Int(5), Value::Nil]),
+                Value::Array(vec![
+                    Value::Simple("k".into()),
+                    Value::Error("ERR v".into())
+                ]),
+            ])
+        );
+        assert_eq!(&input[used..], b"+next\r\n");
+        for cut in 0..used {
+            assert_eq!(parse_value(&input[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(parse_value(b"*-1\r\n"), Ok(Some((Value::Nil, 5))));
+        assert!(parse_value(b"?\r\n").is_err());
     }
 
     #[test]
