@@ -1,21 +1,25 @@
 //! A shard thread: one mio event loop that owns its connections and its slice of the table.
 //!
-//! One iteration, in Redis's `beforeSleep` order:
-//! 1. poll for readiness (sockets, the mailbox waker);
-//! 2. read sockets, decode requests, run local commands, queue commands for other shards;
-//! 3. take work from the inbox (new connections, HTTP commands) and the mesh (requests from
-//!    other shards, replies to ours);
-//! 4. publish this shard's figures;
-//! 5. send this iteration's batches to other shards, waking each destination once;
-//! 6. release replies to outside callers and write sockets.
+//! One iteration ([`Shard::run`] shows it on one screen), in Redis's `beforeSleep` order:
+//! 1. poll for readiness (sockets, the mailbox waker), no longer than the next deadline;
+//! 2. give back grants whose waiters have gone (the one place that does), run out leases and
+//!    waits that are due (a bounded slice per iteration);
+//! 3. read sockets, decode requests, run local commands, queue commands for other shards;
+//! 4. take work from the inbox (new connections, HTTP commands) and the mesh (requests from
+//!    other shards, replies to ours), and route the answers owed to waiters;
+//! 5. write this iteration's records to the log and sync them (group commit);
+//! 6. publish this shard's figures, send the batches to other shards (waking each destination
+//!    once), answer outside callers and write sockets.
 //!
-//! Replies are values in each connection's slot queue until step 6, so a later step that must
-//! happen before any reply leaves (syncing the log) slots in before it.
+//! Replies are values in each connection's slot queue until step 6, so a step that must happen
+//! before any reply leaves (syncing the log) slots in before it.
 //!
-//! The loop's parts: `requests` (decode, check, run or forward a connection's requests),
-//! `routing` (inbox, mesh and the replies owed to waiters), `durability` (group commit,
-//! failed batches, background rewrites), `client_limits`, `observe` (timing, metrics, chaos)
-//! and `drain` (shutdown).
+//! The loop's parts, a file each: `connections` (serve a readable connection, hang-ups,
+//! writes, closing), `requests` (decode, check, run or forward a connection's requests),
+//! `routing` (inbox, mesh and the replies owed to waiters), `waiters` (parked HTTP callers,
+//! answers to outside callers, grants given back), `durability` (group commit, failed batches,
+//! background rewrites), `client_limits` (taking connections over, buffer and idle limits),
+//! `observe` (timing, metrics, chaos) and `drain` (shutdown).
 
 use std::io;
 use std::sync::Arc;
@@ -35,19 +39,20 @@ use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
 use crate::protocol::RequestDecoder;
 use crate::shard::mesh::{Answer, Endpoint, Message, ReplyFn};
-use crate::table::{ApplyCtx, Delivery, LockTable, Op, Outcome, Unlock};
-use crate::types::{ConnRef, Error, Id, KeyBytes, LogRecord, Origin, ShardId, shard_for};
+use crate::table::{ApplyCtx, Delivery, LockTable, Op, Outcome};
+use crate::types::{Error, Id, KeyBytes, LogRecord, Origin, ShardId};
 
 mod client_limits;
+mod connections;
 mod drain;
 mod durability;
 mod observe;
 mod requests;
 mod routing;
+mod waiters;
 
 use client_limits::ClientLimits;
 use observe::{Chaos, Client};
-use requests::run_requests;
 
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -219,54 +224,14 @@ impl<C: Clock> Shard<C> {
         shard
     }
 
-    /// Runs the loop until the process ends.
+    /// Runs the loop until the process ends. One iteration, in order:
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut stalled = false;
         let mut more_due = false;
         loop {
-            let timeout = if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
-                Some(Duration::ZERO)
-            } else if stalled || self.stopping {
-                Some(Duration::from_millis(1))
-            } else {
-                let next = self.core.table.next_deadline().map(|at| {
-                    let now = self.clock.now_ms();
-                    Duration::from_millis(at.saturating_sub(now).saturating_add(1))
-                });
-                // Background log work needs the loop to come round even when idle.
-                let log = &self.core.log;
-                let cap = if log.rewrite_in_progress() {
-                    Some(Duration::from_millis(5))
-                } else if log.is_failed()
-                    || self.core.ctx.config.appendfsync == AppendFsync::Everysec
-                {
-                    Some(Duration::from_secs(1))
-                } else {
-                    None
-                };
-                let cap = match self.held.iter().map(|&(at, _)| at).min() {
-                    Some(at) => {
-                        let now = self.clock.now_ms();
-                        let wait = Duration::from_millis(at.saturating_sub(now).saturating_add(1));
-                        Some(cap.map_or(wait, |c| c.min(wait)))
-                    }
-                    None => cap,
-                };
-                let cap = if self.core.parked_external.is_empty() {
-                    cap
-                } else {
-                    Some(cap.map_or(GONE_CALLER_CHECK, |c| c.min(GONE_CALLER_CHECK)))
-                };
-                let cap = match (cap, self.idle_poll_cap()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                match (next, cap) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            };
+            // Wait for readiness, or until the next deadline (lease, wait, background work).
+            let timeout = self.poll_timeout(stalled, more_due);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -274,39 +239,13 @@ impl<C: Clock> Shard<C> {
             }
             self.core.now_ms = self.clock.now_ms();
             self.close_idle();
-
-            for (id, key) in std::mem::take(&mut self.core.orphaned) {
-                self.core.release_orphan(id, key);
-            }
+            // Grants whose waiters had gone go back first, then leases and waits run out.
+            self.core.give_back_orphans();
             more_due = self.core.expire_due();
-            if !self.held.is_empty() {
-                let now = self.core.now_ms;
-                let resume = &mut self.resume;
-                self.held.retain(|&(at, idx)| {
-                    let due = at <= now;
-                    if due {
-                        resume.push(idx);
-                    }
-                    !due
-                });
-            }
-            for idx in std::mem::take(&mut self.resume) {
-                self.serve(idx);
-            }
-            for event in events.iter() {
-                if event.token() == WAKER_TOKEN {
-                    continue;
-                }
-                let idx = event.token().0;
-                if event.is_read_closed() || event.is_error() {
-                    self.hang_up(idx);
-                } else if event.is_readable() {
-                    self.serve(idx);
-                }
-                if event.is_writable() {
-                    self.mark_dirty(idx);
-                }
-            }
+            // Read, decode and run (or forward) the requests of ready connections.
+            self.release_held();
+            self.read_ready(&events);
+            // The mailbox: new connections and HTTP commands, then other shards' messages.
             self.take_external();
             self.core.drop_gone_callers();
             self.take_messages();
@@ -314,17 +253,12 @@ impl<C: Clock> Shard<C> {
                 self.core.cancel_waits();
             }
             self.deliver();
+            // The log: this iteration's records, synced per --appendfsync, before any reply.
             self.core.persist(&mut self.conns, self.stopping);
-
             self.publish_stats();
+            // Replies leave: batches to other shards, answers to HTTP callers, sockets.
             stalled = self.core.mesh.flush();
-            for (done, answer, grant) in self.core.external_replies.drain(..) {
-                if !done.answer(answer)
-                    && let Some(grant) = grant
-                {
-                    self.core.orphaned.push(grant);
-                }
-            }
+            self.core.answer_external();
             for idx in std::mem::take(&mut self.dirty) {
                 self.write(idx);
             }
@@ -335,180 +269,77 @@ impl<C: Clock> Shard<C> {
         }
     }
 
-    /// Reads and runs requests from connection `idx` until its socket is drained, its input is
-    /// incomplete, or it is backlogged. A plain socket counts as drained after a read that did
-    /// not fill the space offered: on epoll, data arriving later is a new readiness event, so
-    /// the read that would only answer `WouldBlock` is skipped (one syscall less per request
-    /// when clients do not pipeline).
-    fn serve(&mut self, idx: usize) {
-        if self.stopping {
-            // A stopping shard reads no more requests.
-            return;
+    /// How long the next poll may wait: not at all while work is left over (paused
+    /// connections to resume, expirations due, grants to give back), 1 ms while the mesh is
+    /// stalled or the shard stops, else until the earliest deadline: a lease or wait, a held
+    /// connection, background log work, parked HTTP callers to check, idle connections.
+    fn poll_timeout(&self, stalled: bool, more_due: bool) -> Option<Duration> {
+        if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
+            return Some(Duration::ZERO);
         }
-        let Some(conn) = self.conns.get_mut(idx) else {
-            return;
-        };
-        let cref = ConnRef {
-            slot: idx as u32,
-            conn_id: conn.session.id,
-        };
-        let mut drained = false;
-        loop {
-            run_requests(&mut self.core, &mut self.decoder, conn, cref);
-            if conn.hold_until_ms > self.core.now_ms {
-                // Its next request waits; reading more would only fill the buffer.
-                if !self.held.iter().any(|&(_, i)| i == idx) {
-                    self.held.push((conn.hold_until_ms, idx));
-                }
-                break;
-            }
-            if conn.paused && conn.peer_closed {
-                self.close(idx);
-                return;
-            }
-            if conn.paused || conn.closing {
-                break;
-            }
-            if conn.input.len() > self.limits.query_buffer {
-                self.query_buffer_exceeded(idx);
-                break;
-            }
-            if drained {
-                break;
-            }
-            match conn.input.read_from(&mut conn.stream) {
-                Ok((0, _)) => {
-                    // The peer closed: nothing more can be read.
-                    self.finish(idx);
-                    return;
-                }
-                Ok((_, short)) => {
-                    conn.last_active_ms = self.core.now_ms;
-                    // After a hang-up, read on until the end is seen.
-                    drained = short && conn.stream.short_read_drains() && !conn.peer_closed;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!(client = conn.session.id, error = %e, "read failed");
-                    self.close(idx);
-                    return;
-                }
-            }
+        if stalled || self.stopping {
+            return Some(Duration::from_millis(1));
         }
-        self.mark_dirty(idx);
+        let now = self.clock.now_ms();
+        let until = |at: u64| Duration::from_millis(at.saturating_sub(now).saturating_add(1));
+        // Background log work needs the loop to come round even when idle.
+        let log = &self.core.log;
+        let log_work = if log.rewrite_in_progress() {
+            Some(Duration::from_millis(5))
+        } else if log.is_failed() || self.core.ctx.config.appendfsync == AppendFsync::Everysec {
+            Some(Duration::from_secs(1))
+        } else {
+            None
+        };
+        let callers = (!self.core.parked_external.is_empty()).then_some(GONE_CALLER_CHECK);
+        [
+            self.core.table.next_deadline().map(until),
+            self.held.iter().map(|&(at, _)| at).min().map(until),
+            log_work,
+            callers,
+            self.idle_poll_cap(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// The peer of connection `idx` closed its side (or the socket failed): read what it sent
-    /// before, up to the end, then close, as Redis does when a read finds the end. Nobody
-    /// reads the replies of a client that has gone, and a grant must not go to it. A
-    /// connection whose reading is paused is closed at once: its unread requests would only
-    /// make replies that nobody reads.
-    fn hang_up(&mut self, idx: usize) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+    /// Connections held back after failed authentications whose time has come go back to
+    /// reading.
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
             return;
-        };
-        conn.peer_closed = true;
-        if conn.paused || self.stopping {
-            self.close(idx);
-        } else {
+        }
+        let now = self.core.now_ms;
+        let resume = &mut self.resume;
+        self.held.retain(|&(at, idx)| {
+            let due = at <= now;
+            if due {
+                resume.push(idx);
+            }
+            !due
+        });
+    }
+
+    /// Serves the connections that may read: those to resume, then those the poll reported
+    /// (a hang-up is acted on, readable ones are read, writable ones written at the end).
+    fn read_ready(&mut self, events: &Events) {
+        for idx in std::mem::take(&mut self.resume) {
             self.serve(idx);
         }
-    }
-
-    /// Closes connection `idx` after its peer closed: the replies that are ready go out in
-    /// one attempt (a half-closed client may still read them), unless one carries a lock,
-    /// which a client that has gone must not be given: then nothing is written, and
-    /// [`Shard::close`] gives the locks back.
-    fn finish(&mut self, idx: usize) {
-        if let Some(conn) = self.conns.get_mut(idx) {
-            conn.output.encode_ready();
-            if !conn.output.holds_grants() {
-                let _ = conn.output.write_to(&mut conn.stream);
+        for event in events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
             }
-        }
-        self.close(idx);
-    }
-
-    fn mark_dirty(&mut self, idx: usize) {
-        if let Some(conn) = self.conns.get_mut(idx)
-            && !conn.dirty
-        {
-            conn.dirty = true;
-            self.dirty.push(idx);
-        }
-    }
-
-    /// Encodes the ready replies of connection `idx` and writes what the socket takes.
-    fn write(&mut self, idx: usize) {
-        let Some(conn) = self.conns.get_mut(idx) else {
-            return;
-        };
-        conn.dirty = false;
-        conn.output.encode_ready();
-        if conn.output.hung_up() {
-            conn.closing = true;
-        }
-        // A lock goes only to a connection known to be open: if its peer closed meanwhile
-        // (during the log sync, say), close instead, and the lock is given back.
-        if conn.output.holds_grants() && (conn.peer_closed || conn.stream.peer_has_closed()) {
-            self.close(idx);
-            return;
-        }
-        let sent = conn.output.sent();
-        match conn.output.write_to(&mut conn.stream) {
-            Ok(_) => {}
-            Err(e) => {
-                debug!(client = conn.session.id, error = %e, "write failed");
-                self.close(idx);
-                return;
+            let idx = event.token().0;
+            if event.is_read_closed() || event.is_error() {
+                self.hang_up(idx);
+            } else if event.is_readable() {
+                self.serve(idx);
             }
-        }
-        if conn.output.sent() != sent {
-            conn.last_active_ms = self.core.now_ms;
-        }
-        if self.output_buffer_exceeded(idx) {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(idx) else {
-            return;
-        };
-        if conn.closing && conn.output.is_idle() {
-            self.close(idx);
-            return;
-        }
-        if conn.paused && !conn.output.is_backlogged() {
-            conn.paused = false;
-            self.resume.push(idx);
-        }
-    }
-
-    /// Closes connection `idx`. Nobody will read its replies, so what was owed to it is
-    /// taken back: the locks granted to its waits whose replies were not written whole are
-    /// given back (at the start of the next iteration, as an UNLOCK would), and its queued
-    /// `LOCK ... WAIT`s are dropped here and on every other shard.
-    fn close(&mut self, idx: usize) {
-        if self.conns.contains(idx) {
-            let mut conn = self.conns.remove(idx);
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            self.core.orphaned.extend(conn.output.take_unsent_grants());
-            if conn.waited {
-                let gone = ConnRef {
-                    slot: idx as u32,
-                    conn_id: conn.session.id,
-                };
-                let me = self.core.id;
-                self.core.table.cancel_waiters(|origin| {
-                    matches!(origin, Origin::Conn { shard, conn, .. } if *shard == me && *conn == gone)
-                });
-                for shard in (0..self.core.shards).filter(|&s| s != me) {
-                    self.core
-                        .mesh
-                        .push(shard, Message::CancelWaits { conn: gone });
-                }
+            if event.is_writable() {
+                self.mark_dirty(idx);
             }
-            debug!(client = conn.session.id, "connection closed");
         }
     }
 
@@ -587,43 +418,6 @@ impl Core {
             if done >= EXPIRY_BUDGET || started.elapsed() >= EXPIRY_TIME {
                 return true;
             }
-        }
-    }
-
-    /// Drops the `LOCK ... WAIT`s of HTTP callers that have gone (their client disconnected),
-    /// checked at most every [`GONE_CALLER_CHECK`], so they are never granted, counted or
-    /// kept.
-    fn drop_gone_callers(&mut self) {
-        if self.parked_external.is_empty() || self.callers_checked.elapsed() < GONE_CALLER_CHECK {
-            return;
-        }
-        self.callers_checked = Instant::now();
-        let gone: Vec<usize> = self
-            .parked_external
-            .iter()
-            .filter(|(_, caller)| caller.has_gone())
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in gone {
-            self.parked_external.remove(slot);
-            let origin = Origin::External(slot as u64);
-            self.table.cancel_waiters(|o| *o == origin);
-        }
-    }
-
-    /// Releases a lock that was granted to a waiter who had gone by the time it came.
-    fn release_orphan(&mut self, id: Id, key: KeyBytes) {
-        let cmd = Op::Unlock(Unlock { id, key: Some(key) });
-        let owner = shard_for(cmd.id(), self.shards);
-        if owner == self.id {
-            let _ = self.apply_local(cmd, Origin::Nobody);
-        } else {
-            let conn = ConnRef {
-                slot: u32::MAX,
-                conn_id: 0,
-            };
-            self.mesh
-                .push(owner, Message::Request { conn, seq: 0, cmd });
         }
     }
 }

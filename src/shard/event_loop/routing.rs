@@ -170,7 +170,7 @@ impl<C: Clock> Shard<C> {
                                 conn_id: conn.conn_id,
                                 seq,
                             }),
-                            Err(Some((id, key))) => self.core.release_orphan(id, key),
+                            Err(Some(grant)) => self.core.orphan(grant),
                             Err(None) => {}
                         }
                     }
@@ -194,8 +194,8 @@ impl<C: Clock> Shard<C> {
                         }
                     }
                     Origin::Nobody => {
-                        if let Some((id, key)) = d.grant {
-                            self.core.release_orphan(id, key);
+                        if let Some(grant) = d.grant {
+                            self.core.orphan(grant);
                         }
                     }
                 }

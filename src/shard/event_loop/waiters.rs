@@ -1,0 +1,77 @@
+//! What a shard owes the callers that wait, and what it takes back from those that have gone:
+//! HTTP callers of `LOCK ... WAIT` checked for having left, answers handed to outside callers,
+//! and every grant whose waiter has gone given back, in one place.
+
+use std::time::Instant;
+
+use super::{Core, GONE_CALLER_CHECK};
+use crate::shard::mesh::Message;
+use crate::table::{Op, Unlock};
+use crate::types::{ConnRef, Id, KeyBytes, Origin, shard_for};
+
+impl Core {
+    /// Drops the `LOCK ... WAIT`s of HTTP callers that have gone (their client disconnected),
+    /// checked at most every [`GONE_CALLER_CHECK`], so they are never granted, counted or
+    /// kept.
+    pub(super) fn drop_gone_callers(&mut self) {
+        if self.parked_external.is_empty() || self.callers_checked.elapsed() < GONE_CALLER_CHECK {
+            return;
+        }
+        self.callers_checked = Instant::now();
+        let gone: Vec<usize> = self
+            .parked_external
+            .iter()
+            .filter(|(_, caller)| caller.has_gone())
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in gone {
+            self.parked_external.remove(slot);
+            let origin = Origin::External(slot as u64);
+            self.table.cancel_waiters(|o| *o == origin);
+        }
+    }
+
+    /// Hands the replies owed to outside callers to them; a grant whose caller has gone is
+    /// given back.
+    pub(super) fn answer_external(&mut self) {
+        for (done, answer, grant) in std::mem::take(&mut self.external_replies) {
+            if !done.answer(answer)
+                && let Some(grant) = grant
+            {
+                self.orphan(grant);
+            }
+        }
+    }
+
+    /// Notes a lock granted to a waiter that has gone (its connection closed, its HTTP caller
+    /// left, its reply could not be written whole): every such grant comes here, and is given
+    /// back, as an UNLOCK would, at the start of the next iteration ([`Core::give_back_orphans`],
+    /// which the loop runs at once when any is pending).
+    pub(super) fn orphan(&mut self, grant: (Id, KeyBytes)) {
+        self.orphaned.push(grant);
+    }
+
+    /// Gives back every lock noted by [`Core::orphan`]: the one place a grant whose waiter has
+    /// gone is released.
+    pub(super) fn give_back_orphans(&mut self) {
+        for (id, key) in std::mem::take(&mut self.orphaned) {
+            self.release_orphan(id, key);
+        }
+    }
+
+    /// Releases one orphaned grant on the shard that owns its id.
+    pub(super) fn release_orphan(&mut self, id: Id, key: KeyBytes) {
+        let cmd = Op::Unlock(Unlock { id, key: Some(key) });
+        let owner = shard_for(cmd.id(), self.shards);
+        if owner == self.id {
+            let _ = self.apply_local(cmd, Origin::Nobody);
+        } else {
+            let conn = ConnRef {
+                slot: u32::MAX,
+                conn_id: 0,
+            };
+            self.mesh
+                .push(owner, Message::Request { conn, seq: 0, cmd });
+        }
+    }
+}
