@@ -1,5 +1,8 @@
 //! Tests of leases, renewals, waiting, fences, fingerprints, results, retention and STATUS,
 //! all on a fake clock, plus a randomized model test that includes time.
+//!
+//! Tests only, over 500 lines: one file keeps the fake-clock fixtures and the model test
+//! beside the cases they share.
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -11,6 +11,7 @@
 //! - [`format`](mod@format) and [`codec`]: the bytes on disk.
 //! - [`storage`]: the file-system seam, with a fault-injecting in-memory disk for tests.
 //! - [`writer`]: a shard's open log — group-committed appends and background rewrites.
+//! - [`snapshot`]: the content of a rewritten log.
 //! - [`recovery`]: rebuilding every shard's table from all logs at start-up.
 //! - [`dir_lock`]: one server per directory.
 //! - [`floor`]: fences reserved apart from the logs, so that repair cannot make them go back.
@@ -27,6 +28,7 @@ pub mod format;
 mod reader;
 pub mod recovery;
 mod replay;
+pub mod snapshot;
 pub mod storage;
 pub mod writer;
 

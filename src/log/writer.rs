@@ -17,6 +17,10 @@
 //!   could otherwise be lost with the rename.
 //! - The new file holds exactly what the caller's table holds: a batch whose flush failed (and
 //!   which the caller takes back) is left out of it too.
+//!
+//! Over 500 lines: the append path and the rewrite's steps (snapshot, catch-up rounds, switch,
+//! abandon) share one file handle, one buffer and the records kept for the rewrite, and read
+//! best as one state machine; the snapshot's encoding is in [`super::snapshot`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +33,8 @@ use super::storage::{LogFile, Storage, with_path};
 use super::{LOG_FILE, REWRITE_FILE, shard_dir};
 use crate::types::LogRecord;
 use crate::types::RecordRef;
+
+pub use super::snapshot::{SnapshotEncoder, encode_snapshot};
 
 /// Initial capacity of the append buffer; a buffer grown past `BUFFER_SHRINK` by a large
 /// batch is given back after it is written.
@@ -578,61 +584,4 @@ fn write_snapshot(
     let mut file = storage.create(path)?;
     write_synced(&mut *file, snapshot)?;
     Ok(file)
-}
-
-/// Builds a snapshot (the content of a rewritten log) one record at a time:
-/// header, `Epoch { epoch }`, `Fence { max_fence }`, then one record per live entry.
-#[derive(Debug)]
-pub struct SnapshotEncoder {
-    buf: Vec<u8>,
-}
-
-impl SnapshotEncoder {
-    /// Starts the snapshot of shard `shard` of `shards` in run `epoch`, with fences up to
-    /// `max_fence` issued.
-    pub fn new(shard: usize, shards: usize, epoch: u64, max_fence: u64) -> Self {
-        SnapshotEncoder::with_capacity(shard, shards, epoch, max_fence, BUFFER_CAPACITY)
-    }
-
-    /// [`SnapshotEncoder::new`] with room for about `bytes` of output, so that encoding a
-    /// large table does not copy its buffer over and over as it grows.
-    pub fn with_capacity(
-        shard: usize,
-        shards: usize,
-        epoch: u64,
-        max_fence: u64,
-        bytes: usize,
-    ) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(BUFFER_CAPACITY));
-        buf.extend_from_slice(&FileHeader::rewritten(shard, shards, epoch).encode());
-        LogRecord::Epoch { epoch }.encode_into(&mut buf);
-        LogRecord::Fence { value: max_fence }.encode_into(&mut buf);
-        SnapshotEncoder { buf }
-    }
-
-    /// Adds one live entry (a Lock or Complete record).
-    pub fn push(&mut self, rec: &RecordRef<'_>) {
-        rec.encode_into(&mut self.buf);
-    }
-
-    /// The encoded snapshot, for [`ShardLog::begin_rewrite`].
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
-    }
-}
-
-/// Encodes a snapshot of shard `shard` of `shards` in run `epoch`: header, `Epoch{epoch}`,
-/// `Fence{max_fence}`, then one record per live entry.
-pub fn encode_snapshot(
-    records: impl Iterator<Item = LogRecord>,
-    shard: usize,
-    shards: usize,
-    epoch: u64,
-    max_fence: u64,
-) -> Vec<u8> {
-    let mut encoder = SnapshotEncoder::new(shard, shards, epoch, max_fence);
-    for rec in records {
-        encoder.push(&rec.borrowed());
-    }
-    encoder.finish()
 }

@@ -8,6 +8,9 @@
 //!
 //! Every limit is checked on the header, before a byte of the body is buffered or allocated.
 //! Error texts are Redis's own, so clients and Redis's protocol tests see what they expect.
+//!
+//! Over 500 lines with its unit tests (every limit and malformed input); the decoder is
+//! about 450.
 
 use std::ops::Range;
 

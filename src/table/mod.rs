@@ -21,13 +21,18 @@
 //!
 //! Modules: [`entry`] (one stored id in 48 bytes), [`store`] (the slab of entries and its
 //! index by id, [`index`]), [`deadlines`] (when entries must go), [`waits`] (queues of
-//! `LOCK ... WAIT` callers) and [`op`] (the operations and what each one means).
+//! `LOCK ... WAIT` callers) and [`op`] (the operations and what each one means); beside the
+//! core here, `time.rs` runs deadlines out, `undo.rs` takes back what the log could not store,
+//! and `snapshot.rs` turns the table into records and back.
 
 pub mod deadlines;
 pub mod entry;
 pub mod index;
 pub mod op;
+mod snapshot;
 pub mod store;
+mod time;
+mod undo;
 pub mod waits;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +47,8 @@ pub use crate::table::op::{Complete, Lock, Op, Outcome, Renew, Standing, Status,
 use crate::table::store::{Slot, Store};
 pub use crate::table::waits::Waiter;
 use crate::table::waits::Waits;
-use crate::types::{Error, Id, KeyBytes, LogRecord, Origin, RecordRef};
+use crate::types::{Error, Id, KeyBytes, LogRecord, Origin};
+use undo::Undo;
 
 /// What an operation needs besides the table, and where its effects go.
 pub struct ApplyCtx<'a> {
@@ -76,30 +82,6 @@ pub struct Delivery {
     pub outcome: Outcome,
     /// For a grant: the id and key, so a grant whose waiter has gone can be released.
     pub grant: Option<(Id, KeyBytes)>,
-}
-
-/// How to take back one logged change if the log could not store it.
-#[derive(Debug)]
-enum Undo {
-    /// A grant: remove the entry of the id with this hash and fence. Undo steps name entries
-    /// by hash and fence, not by slot: a later step taken back first may have put the entry
-    /// back in another slot.
-    Grant { hash: u64, fence: u64 },
-    /// A release: put the removed entry back in its cell.
-    Release(Slot, Entry, Option<Extra>),
-    /// A completion: back to locked with this deadline and result.
-    Complete {
-        hash: u64,
-        fence: u64,
-        deadline_ms: u64,
-        result: Option<Box<[u8]>>,
-    },
-    /// A renewal: back to this deadline.
-    Renew {
-        hash: u64,
-        fence: u64,
-        deadline_ms: u64,
-    },
 }
 
 /// Proof from [`LockTable::lookup`] that an id is free, carrying its hash for the grant.
@@ -184,71 +166,6 @@ impl LockTable {
         self.store.memory() + self.extras.allocation_size()
     }
 
-    /// Forgets how to take back the changes made so far: they are safely logged.
-    pub fn commit(&mut self) {
-        self.undo.clear();
-    }
-
-    /// Takes back every change made since the last [`LockTable::commit`], newest first, because
-    /// the log could not store them. Waiters popped by those changes are not requeued: their
-    /// replies are failed along with the changes'.
-    pub fn roll_back(&mut self) {
-        while let Some(step) = self.undo.pop() {
-            match step {
-                Undo::Grant { hash, fence } => {
-                    if let Some(slot) = self.store.find_fenced(hash, fence) {
-                        self.remove_slot(At { slot, hash });
-                    }
-                }
-                Undo::Release(slot, entry, extra) => {
-                    let hash = self.store.hash(entry.id());
-                    self.insert_hashed(hash, entry, extra, Some(slot));
-                }
-                Undo::Complete {
-                    hash,
-                    fence,
-                    deadline_ms,
-                    result,
-                } => {
-                    let Some(slot) = self.store.find_fenced(hash, fence) else {
-                        continue;
-                    };
-                    let Some(e) = self.store.get_mut(slot) else {
-                        continue;
-                    };
-                    e.set_state(State::Locked, deadline_ms);
-                    let keep = match self.extras.get_mut(&slot) {
-                        Some(extra) => {
-                            extra.result = result;
-                            !extra.is_empty()
-                        }
-                        None => false,
-                    };
-                    if !keep {
-                        e.set_has_extra(false);
-                        self.extras.remove(&slot);
-                    }
-                    self.completed -= 1;
-                    self.locked += 1;
-                    if deadline_ms != 0 {
-                        self.expiry.push(deadline_ms, slot);
-                    }
-                }
-                Undo::Renew {
-                    hash,
-                    fence,
-                    deadline_ms,
-                } => {
-                    let slot = self.store.find_fenced(hash, fence);
-                    if let Some((slot, e)) = slot.and_then(|s| Some((s, self.store.get_mut(s)?))) {
-                        e.set_at_ms(deadline_ms);
-                        self.expiry.push(deadline_ms, slot);
-                    }
-                }
-            }
-        }
-    }
-
     /// The extra parts of the entry in `slot`.
     fn extra_of(&self, slot: Slot, entry: &Entry) -> Option<&Extra> {
         if entry.has_extra() {
@@ -294,26 +211,6 @@ impl LockTable {
         self.view(At { slot, hash }).ok_or(vacant)
     }
 
-    fn is_due(&self, e: &Entry, now_ms: u64) -> bool {
-        self.deadline_of(e).is_some_and(|d| d <= now_ms)
-    }
-
-    /// When `e` must go, if ever.
-    fn deadline_of(&self, e: &Entry) -> Option<u64> {
-        match e.state() {
-            State::Locked => (e.at_ms() != 0).then_some(e.at_ms()),
-            State::Completed => (self.policy.retention_ms != 0)
-                .then(|| e.at_ms().saturating_add(self.policy.retention_ms)),
-        }
-    }
-
-    /// Whether the pair `(deadline, slot)` still stands for the entry in `slot`.
-    fn is_target(&self, deadline: u64, slot: Slot) -> bool {
-        self.store
-            .get(slot)
-            .is_some_and(|e| self.deadline_of(e) == Some(deadline))
-    }
-
     /// Removes the entry in `slot` with its extra parts, keeping the counts.
     fn remove_slot(&mut self, at: At) -> Option<(Entry, Option<Extra>)> {
         let entry = self.store.remove_hashed(at.hash, at.slot)?;
@@ -334,21 +231,6 @@ impl LockTable {
             State::Completed => self.completed -= 1,
         }
         Some((entry, extra))
-    }
-
-    fn expire_slot(&mut self, at: At, ctx: &mut ApplyCtx<'_>) {
-        let Some((entry, _)) = self.remove_slot(at) else {
-            return;
-        };
-        match entry.state() {
-            State::Locked => {
-                self.counters.expired += 1;
-                if !self.waits.is_empty() {
-                    self.grant_next(entry.id(), ctx);
-                }
-            }
-            State::Completed => self.counters.reaped += 1,
-        }
     }
 
     /// Takes a free id (found so by [`LockTable::lookup`]) for a new holder: its key (a fresh
@@ -545,169 +427,6 @@ impl LockTable {
     /// Number of waiters queued for `id`.
     pub fn waiters(&self, id: &[u8]) -> usize {
         self.waits.count(id)
-    }
-
-    /// Frees expired leases, reaps completions past retention and times out waiters whose
-    /// deadline passed, doing at most `budget` steps. Returns the steps done.
-    pub fn expire_due(&mut self, ctx: &mut ApplyCtx<'_>, budget: usize) -> usize {
-        let now = ctx.now_ms;
-        let mut done = 0;
-        while done < budget {
-            // Take whichever deadline comes first; on a tie the lease goes first, so a waiter
-            // whose wait ends at the very instant the lease does still gets the lock.
-            let lease = self.expiry.first();
-            let wait = self.waits.next_deadline();
-            let lease_first = match (lease, wait) {
-                (Some(l), Some(w)) => l <= w,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let first = if lease_first { lease } else { wait };
-            if first.is_none_or(|d| d > now) {
-                break;
-            }
-            done += 1;
-            if lease_first {
-                let Some((deadline, slot)) = self.expiry.pop_due(now) else {
-                    break;
-                };
-                if let Some(e) = self.store.get(slot)
-                    && self.deadline_of(e) == Some(deadline)
-                {
-                    let hash = self.store.hash(e.id());
-                    self.expire_slot(At { slot, hash }, ctx);
-                }
-            } else {
-                let Some(timed_out) = self.waits.pop_due(now) else {
-                    break;
-                };
-                if let Some((id, w)) = timed_out {
-                    let lease_left_ms = self
-                        .peek(&id)
-                        .and_then(|e| (e.at_ms() != 0).then(|| e.at_ms().saturating_sub(now)));
-                    ctx.deliveries.push(Delivery {
-                        origin: w.origin,
-                        outcome: Outcome::Refused {
-                            error: Error::Locked,
-                            lease_left_ms,
-                        },
-                        grant: None,
-                    });
-                }
-            }
-        }
-        self.compact_heaps();
-        done
-    }
-
-    /// Answers every queued waiter `-LOCKED` at once, as if its wait had run out (a shutdown
-    /// does not wait for waits). Returns how many there were.
-    pub fn time_out_all_waiters(&mut self, ctx: &mut ApplyCtx<'_>) -> usize {
-        let mut n = 0;
-        for w in self.waits.drain() {
-            n += 1;
-            ctx.deliveries.push(Delivery {
-                origin: w.origin,
-                outcome: Error::Locked.into(),
-                grant: None,
-            });
-        }
-        n
-    }
-
-    /// Drops stale heap pairs when they outnumber the live ones, so renewals and releases
-    /// cannot grow the heaps without bound.
-    fn compact_heaps(&mut self) {
-        let live = self.locked + self.completed;
-        if self.expiry.len() > 2 * live + 1024 {
-            let mut expiry = std::mem::take(&mut self.expiry);
-            expiry.retain(|deadline, slot| self.is_target(deadline, slot));
-            self.expiry = expiry;
-        }
-        self.waits.compact();
-    }
-
-    /// The earliest deadline of a lease, retention or waiter, if any.
-    pub fn next_deadline(&self) -> Option<u64> {
-        let a = self.expiry.first();
-        let b = self.waits.next_deadline();
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Loads a recovered record (a `Lock` or `Complete` assignment) at start-up. Entries whose
-    /// lease or retention already ended are skipped, and so are fences this server could
-    /// never have handed out (above [`MAX_FENCE`]). Returns whether the entry was loaded.
-    pub fn restore(&mut self, record: LogRecord, now_ms: u64) -> bool {
-        let (id, entry, extra) = match record {
-            LogRecord::Lock {
-                id,
-                key,
-                fence,
-                deadline_ms,
-                fingerprint,
-            } if fence <= MAX_FENCE => {
-                let entry = Entry::new(&id, State::Locked, key, fence, deadline_ms);
-                let extra = Extra {
-                    fingerprint,
-                    result: None,
-                };
-                (id, entry, extra)
-            }
-            LogRecord::Complete {
-                id,
-                key,
-                fence,
-                at_ms,
-                fingerprint,
-                result,
-            } if fence <= MAX_FENCE => {
-                let entry = Entry::new(&id, State::Completed, key, fence, at_ms);
-                (
-                    id,
-                    entry,
-                    Extra {
-                        fingerprint,
-                        result,
-                    },
-                )
-            }
-            _ => return false,
-        };
-        let hash = self.store.hash(&id);
-        if self.is_due(&entry, now_ms) || self.store.find(hash, &id).is_some() {
-            return false;
-        }
-        self.insert_hashed(hash, entry, Some(extra), None);
-        true
-    }
-
-    /// Number of parts [`LockTable::part`] splits the table into, for rewriting the log a
-    /// part at a time. An entry never moves between parts; entries stored after a rewrite
-    /// began may land in any part, and their records are kept in the new log anyway.
-    pub fn parts(&self) -> usize {
-        self.store.chunks()
-    }
-
-    /// The records that recreate the entries of part `n` (`0..parts()`), borrowing from them.
-    pub fn part(&self, n: usize) -> impl Iterator<Item = RecordRef<'_>> {
-        self.store
-            .chunk(n)
-            .map(|(slot, e)| e.as_record(self.extra_of(slot, e)))
-    }
-
-    /// Every stored entry, with its extra parts.
-    pub fn entries(&self) -> impl Iterator<Item = View<'_>> {
-        self.store.iter().map(|(slot, e)| {
-            let at = At {
-                slot,
-                hash: self.store.hash(e.id()),
-            };
-            View::new(e, self.extra_of(slot, e), at)
-        })
     }
 
     /// Number of stored ids (locked plus completed).

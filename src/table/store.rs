@@ -17,6 +17,9 @@
 //! bits 32 to 37 of the hash; a segment places and compares buckets by the low 32 bits.
 //!
 //! The hasher is seeded at random per store (ahash), so chosen ids cannot force collisions.
+//!
+//! Over 500 lines with its unit tests (the slab and the index against a reference model); the
+//! code is under 400.
 
 use ahash::RandomState;
 
