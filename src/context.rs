@@ -94,7 +94,69 @@ pub struct Totals {
     pub log_failed: u64,
 }
 
-/// Read-mostly state shared by all threads.
+/// The RESP connections: how many are open, how many came and were refused, failed
+/// authentications (both protocols), and the client ids handed out.
+#[derive(Debug)]
+pub struct ClientFigures {
+    /// Connected RESP clients right now (counted from the accept, handshakes included).
+    pub connected: AtomicUsize,
+    /// RESP connections accepted since start.
+    pub received: AtomicU64,
+    /// RESP connections refused because of `--maxclients`.
+    pub rejected: AtomicU64,
+    /// Failed authentications (AUTH, HELLO ... AUTH, and HTTP credentials), both protocols.
+    pub auth_failures: AtomicU64,
+    /// Failed authentications are logged at most once a second.
+    auth_log: crate::sparse::Sparse,
+    next_id: AtomicU64,
+}
+
+impl Default for ClientFigures {
+    fn default() -> Self {
+        ClientFigures {
+            connected: AtomicUsize::new(0),
+            received: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            auth_log: crate::sparse::Sparse::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+impl ClientFigures {
+    /// Counts a failed authentication from `peer` (a RESP peer address, or `http`) and logs
+    /// it, at most once a second, with the number of failures since the last line.
+    pub fn auth_failed(&self, peer: &dyn std::fmt::Display) {
+        let total = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(held_back) = self.auth_log.ready() {
+            tracing::warn!(
+                %peer,
+                failures = held_back + 1,
+                total,
+                "failed authentication attempts (logged at most once a second)"
+            );
+        }
+    }
+
+    /// A fresh client id, unique for the life of the process (CLIENT ID).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Fencing tokens: the last one handed out on any shard, and the reservation on disk that no
+/// acknowledged fence may pass.
+#[derive(Debug, Default)]
+pub struct Fences {
+    /// The last fencing token handed out, on any shard.
+    pub issued: AtomicU64,
+    /// Fences reserved on disk apart from the logs (set at start; absent in unit tests).
+    pub reservation: std::sync::OnceLock<crate::log::FenceReservation>,
+}
+
+/// Read-mostly state shared by all threads, grouped by concern: the settings, the figures
+/// (per shard, of the clients, of HTTP), the fences and the shutdown switch.
 #[derive(Debug)]
 pub struct ServerContext {
     /// The effective configuration.
@@ -110,44 +172,19 @@ pub struct ServerContext {
     pub shards: Vec<ShardStats>,
     /// When the server started.
     pub started: Instant,
-    /// Connected RESP clients right now.
-    pub clients: AtomicUsize,
-    /// RESP connections accepted since start.
-    pub connections_received: AtomicU64,
-    /// Failed authentications (AUTH, HELLO ... AUTH, and HTTP credentials), both protocols.
-    pub auth_failures: AtomicU64,
-    /// Failed authentications are logged at most once a second.
-    auth_log: crate::sparse::Sparse,
-    /// RESP connections refused because of `--maxclients`.
-    pub rejected_connections: AtomicU64,
-    /// The last fencing token handed out, on any shard.
-    pub fences: AtomicU64,
-    /// Fences reserved on disk apart from the logs (set at start; absent in unit tests).
-    pub fence_reservation: std::sync::OnceLock<crate::log::FenceReservation>,
+    /// The RESP connections' figures.
+    pub clients: ClientFigures,
+    /// Fencing tokens handed out and reserved.
+    pub fences: Fences,
     /// The HTTP adapter's figures.
     pub http: HttpStats,
     /// The shutdown switch.
     pub lifecycle: Lifecycle,
     /// The id of the next slow-log entry, on any shard.
     pub slowlog_ids: AtomicU64,
-    next_client_id: AtomicU64,
 }
 
 impl ServerContext {
-    /// Counts a failed authentication from `peer` (a RESP peer address, or `http`) and logs
-    /// it, at most once a second, with the number of failures since the last line.
-    pub fn auth_failed(&self, peer: &dyn std::fmt::Display) {
-        let total = self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(held_back) = self.auth_log.ready() {
-            tracing::warn!(
-                %peer,
-                failures = held_back + 1,
-                total,
-                "failed authentication attempts (logged at most once a second)"
-            );
-        }
-    }
-
     /// A context for `shards` shards.
     pub fn new(config: Config, resp_addr: SocketAddr, shards: usize) -> Self {
         let config_timeout = config.shutdown_timeout;
@@ -161,17 +198,11 @@ impl ServerContext {
             resp_addr,
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             started: Instant::now(),
-            clients: AtomicUsize::new(0),
-            connections_received: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            auth_failures: AtomicU64::new(0),
-            auth_log: crate::sparse::Sparse::default(),
-            fences: AtomicU64::new(0),
-            fence_reservation: std::sync::OnceLock::new(),
+            clients: ClientFigures::default(),
+            fences: Fences::default(),
             http: HttpStats::default(),
             lifecycle: Lifecycle::new(Duration::from_secs(u64::from(config_timeout))),
             slowlog_ids: AtomicU64::new(0),
-            next_client_id: AtomicU64::new(1),
         }
     }
 
@@ -183,11 +214,6 @@ impl ServerContext {
                 .shards
                 .iter()
                 .all(|s| s.log_failed.load(Ordering::Relaxed) == 0)
-    }
-
-    /// A fresh client id, unique for the life of the process (CLIENT ID).
-    pub fn next_client_id(&self) -> u64 {
-        self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sums the shards' published figures.

@@ -105,8 +105,10 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
     let tls_http_addr = tls.http.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let mut ctx = ServerContext::new(config, resp_addr, shards);
     ctx.http_addr = http_addr;
-    ctx.fences.store(recovered.max_fence, Ordering::Relaxed);
-    let _ = ctx.fence_reservation.set(FenceReservation::new(
+    ctx.fences
+        .issued
+        .store(recovered.max_fence, Ordering::Relaxed);
+    let _ = ctx.fences.reservation.set(FenceReservation::new(
         storage.clone(),
         &ctx.config.dir,
         recovered.epoch,

@@ -194,7 +194,10 @@ impl Collector for ServerCollector {
             None,
             gauge,
             [
-                (proto("resp"), ctx.clients.load(Ordering::Relaxed) as u64),
+                (
+                    proto("resp"),
+                    ctx.clients.connected.load(Ordering::Relaxed) as u64,
+                ),
                 (proto("http"), h.clients.load(Ordering::Relaxed) as u64),
             ],
         )?;
@@ -205,10 +208,7 @@ impl Collector for ServerCollector {
             None,
             counter,
             [
-                (
-                    proto("resp"),
-                    ctx.connections_received.load(Ordering::Relaxed),
-                ),
+                (proto("resp"), ctx.clients.received.load(Ordering::Relaxed)),
                 (
                     proto("http"),
                     h.connections_received.load(Ordering::Relaxed),
@@ -222,10 +222,7 @@ impl Collector for ServerCollector {
             None,
             counter,
             [
-                (
-                    proto("resp"),
-                    ctx.rejected_connections.load(Ordering::Relaxed),
-                ),
+                (proto("resp"), ctx.clients.rejected.load(Ordering::Relaxed)),
                 (
                     proto("http"),
                     h.rejected_connections.load(Ordering::Relaxed),
@@ -238,7 +235,10 @@ impl Collector for ServerCollector {
             "Failed authentications: wrong passwords and unknown users, RESP and HTTP.",
             None,
             counter,
-            [(Vec::new(), ctx.auth_failures.load(Ordering::Relaxed))],
+            [(
+                Vec::new(),
+                ctx.clients.auth_failures.load(Ordering::Relaxed),
+            )],
         )?;
         let mut requests = Vec::new();
         let mut http_latency = Vec::new();
@@ -329,7 +329,7 @@ impl Collector for ServerCollector {
             "The last fencing token handed out.",
             None,
             gauge,
-            [(vec![], ctx.fences.load(Ordering::Relaxed))],
+            [(vec![], ctx.fences.issued.load(Ordering::Relaxed))],
         )?;
 
         family(

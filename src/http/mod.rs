@@ -268,7 +268,7 @@ impl Served {
                 request.headers().get(hyper::header::AUTHORIZATION),
             );
             if refused.as_ref().is_some_and(gate::is_wrong_credentials) {
-                router.ctx.auth_failed(&peer);
+                router.ctx.clients.auth_failed(&peer);
             }
             async move {
                 match refused {

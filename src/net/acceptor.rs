@@ -63,7 +63,7 @@ pub fn run(
                 let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                 if out_of_fds && spare.take().is_some() {
                     if let Ok((refused, _)) = listener.accept() {
-                        ctx.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                        ctx.clients.rejected.fetch_add(1, Ordering::Relaxed);
                         refuse(refused, OUT_OF_FDS, tls.is_none());
                     }
                     spare = std::fs::File::open("/dev/null").ok();
@@ -76,7 +76,7 @@ pub fn run(
                 continue;
             }
         };
-        ctx.connections_received.fetch_add(1, Ordering::Relaxed);
+        ctx.clients.received.fetch_add(1, Ordering::Relaxed);
         if let Ok(peer) = stream.peer_addr()
             && access::refuses(&ctx.config, peer.ip())
         {
@@ -85,9 +85,9 @@ pub fn run(
             continue;
         }
         let limit = ctx.config.maxclients as usize;
-        if ctx.clients.fetch_add(1, Ordering::Relaxed) >= limit {
-            ctx.clients.fetch_sub(1, Ordering::Relaxed);
-            ctx.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        if ctx.clients.connected.fetch_add(1, Ordering::Relaxed) >= limit {
+            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+            ctx.clients.rejected.fetch_add(1, Ordering::Relaxed);
             refuse(
                 stream,
                 b"-ERR max number of clients reached\r\n",
@@ -102,27 +102,27 @@ pub fn run(
             continue;
         }
         if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
-            ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
         if let Some((config, handshakers)) = &mut tls {
             match ServerConnection::new(config.clone()) {
                 Ok(session) => {
                     if !handshakers.hand(stream, session) {
-                        ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                        ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
                         error!("the TLS handshake threads have stopped; no longer accepting");
                         return;
                     }
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot start a TLS session");
-                    ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                    ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             continue;
         }
         if !deal(Accepted { stream, tls: None }) {
-            ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
             error!("a shard has stopped; no longer accepting connections");
             return;
         }

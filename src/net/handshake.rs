@@ -188,7 +188,7 @@ impl Worker {
             if self.ctx.lifecycle.is_stopping() {
                 for p in self.pending.drain() {
                     drop(p);
-                    self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                    self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
                 }
                 return;
             }
@@ -233,7 +233,7 @@ impl Worker {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         warn!(error = %e, "cannot register a TLS connection");
-                        self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                        self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
                     entry.insert(Pending {
@@ -280,13 +280,13 @@ impl Worker {
         };
         if !(self.deal)(accepted) {
             // The shard has stopped: the server is shutting down.
-            self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Drops a connection whose handshake failed, saying why at a bounded rate.
     fn fail(&self, p: Pending, reason: &str) {
-        self.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
         if let Some(skipped) = self.failures.ready() {
             let peer = p
                 .peer

@@ -382,7 +382,7 @@ impl Core {
         let apply = ApplyCtx {
             now_ms: *now_ms,
             keys,
-            fences: &ctx.fences,
+            fences: &ctx.fences.issued,
             origin,
             records,
             deliveries,

@@ -103,7 +103,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
         "clients" => write!(
             out,
             "# Clients\r\nconnected_clients:{}\r\nhttp_connected_clients:{}\r\nmaxclients:{}\r\n",
-            ctx.clients.load(Ordering::Relaxed),
+            ctx.clients.connected.load(Ordering::Relaxed),
             ctx.http.clients.load(Ordering::Relaxed),
             c.maxclients,
         ),
@@ -151,9 +151,9 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
              cross_shard_messages_sent:{}\r\ncross_shard_messages_received:{}\r\n\
              slowlog_len:{}\r\nchaos_rate:{}\r\nchaos_refused:{}\r\nchaos_dropped:{}\r\n\
              acl_access_denied_auth:{}\r\n",
-            ctx.connections_received.load(Ordering::Relaxed),
+            ctx.clients.received.load(Ordering::Relaxed),
             t.commands_processed,
-            ctx.rejected_connections.load(Ordering::Relaxed),
+            ctx.clients.rejected.load(Ordering::Relaxed),
             ctx.http.connections_received.load(Ordering::Relaxed),
             ctx.http.rejected_connections.load(Ordering::Relaxed),
             t.forwarded,
@@ -163,7 +163,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             c.chaos_rate,
             sum(ctx, |s| load(&s.chaos_refused)),
             sum(ctx, |s| load(&s.chaos_dropped)),
-            ctx.auth_failures.load(Ordering::Relaxed),
+            ctx.clients.auth_failures.load(Ordering::Relaxed),
         ),
         "locks" => write!(
             out,
@@ -175,7 +175,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             t.expired,
             t.reaped,
             t.mismatches,
-            ctx.fences.load(Ordering::Relaxed),
+            ctx.fences.issued.load(Ordering::Relaxed),
         ),
         "shards" => {
             out.push_str("# Shards\r\n");

@@ -72,7 +72,11 @@ impl<C: Clock> Shard<C> {
     pub(super) fn adopt(&mut self, accepted: Accepted) {
         let Accepted { stream, tls } = accepted;
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.core
+                .ctx
+                .clients
+                .connected
+                .fetch_sub(1, Ordering::Relaxed);
             return;
         };
         let tcp = TcpStream::from_std(stream);
@@ -88,7 +92,11 @@ impl<C: Clock> Shard<C> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(error = %e, "cannot register a connection");
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.core
+                .ctx
+                .clients
+                .connected
+                .fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let session = Session::new(&self.core.ctx, peer, local);

@@ -170,7 +170,11 @@ impl<C: Clock> Shard<C> {
         if self.conns.contains(idx) {
             let mut conn = self.conns.remove(idx);
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+            self.core
+                .ctx
+                .clients
+                .connected
+                .fetch_sub(1, Ordering::Relaxed);
             for grant in conn.output.take_unsent_grants() {
                 self.core.orphan(grant);
             }

@@ -128,7 +128,10 @@ impl Core {
             self.id,
             self.shards,
             self.log.epoch(),
-            self.ctx.fences.load(std::sync::atomic::Ordering::Relaxed),
+            self.ctx
+                .fences
+                .issued
+                .load(std::sync::atomic::Ordering::Relaxed),
             self.table.len().saturating_mul(72),
         );
         self.rewrite_snapshot = Some((encoder, 0));
@@ -184,8 +187,8 @@ impl Core {
     /// Makes sure every fence handed out so far is reserved in the floor file, so that no
     /// repair of a log can make fences go back after this batch is acknowledged.
     fn cover_fences(&self) -> std::io::Result<()> {
-        match self.ctx.fence_reservation.get() {
-            Some(reservation) => reservation.cover(self.ctx.fences.load(Ordering::Relaxed)),
+        match self.ctx.fences.reservation.get() {
+            Some(reservation) => reservation.cover(self.ctx.fences.issued.load(Ordering::Relaxed)),
             None => Ok(()),
         }
     }

@@ -162,7 +162,7 @@ impl Core {
                     && reply.as_ref() == Some(&admin::WRONGPASS)
                 {
                     conn.session.auth_failures = conn.session.auth_failures.saturating_add(1);
-                    self.ctx.auth_failed(&conn.session.peer);
+                    self.ctx.clients.auth_failed(&conn.session.peer);
                     let penalty = admin::auth_penalty_ms(conn.session.auth_failures);
                     if penalty > 0 {
                         *conn.hold_until_ms = self.now_ms.saturating_add(penalty);

@@ -48,7 +48,11 @@ impl<C: Clock> Shard<C> {
             match work {
                 External::Connection(_) if self.stopping => {
                     // Accepted just before the shutdown: closed unserved.
-                    self.core.ctx.clients.fetch_sub(1, Ordering::Relaxed);
+                    self.core
+                        .ctx
+                        .clients
+                        .connected
+                        .fetch_sub(1, Ordering::Relaxed);
                 }
                 External::Connection(accepted) => self.adopt(accepted),
                 External::Shutdown => self.stopping = true,
