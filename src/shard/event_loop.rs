@@ -35,7 +35,6 @@ use crate::config::AppendFsync;
 use crate::context::ServerContext;
 use crate::keys::KeyGenerator;
 use crate::log::ShardLog;
-use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
 use crate::protocol::RequestDecoder;
 use crate::shard::mesh::{Answer, Endpoint, Message, ReplyFn};
@@ -52,7 +51,9 @@ mod routing;
 mod waiters;
 
 use client_limits::ClientLimits;
+use durability::Durable;
 use observe::{Chaos, Client};
+use waiters::Callers;
 
 /// The token of the mailbox waker; connections use their slab index.
 pub const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -109,36 +110,16 @@ struct Core {
     records: Vec<LogRecord>,
     /// Replies owed to waiters, produced while running commands and sweeps.
     deliveries: Vec<Delivery>,
-    /// Outside callers whose command waits (LOCK ... WAIT over HTTP).
-    parked_external: Slab<ReplyFn>,
-    /// Replies to outside callers, released after this iteration's writes are safe to send.
-    external_replies: Vec<ExternalReply>,
-    /// Locks granted to waiters that had gone; released at the next iteration.
-    orphaned: Vec<(Id, KeyBytes)>,
+    /// Outside callers owed an answer, and grants to give back (`waiters.rs`).
+    callers: Callers,
     /// Replies that depend on this iteration's records.
     acks: Vec<Ack>,
-    /// This shard's append-only log.
-    log: ShardLog,
-    /// When the log was last synced (for `everysec`).
-    last_sync: Instant,
-    /// When a failed log was last asked to heal by a rewrite.
-    last_heal: Instant,
-    /// Log size after the last rewrite: the base of the growth trigger.
-    rewrite_base: u64,
-    /// During a rewrite, the snapshot being encoded and the next table part to encode.
-    rewrite_snapshot: Option<(SnapshotEncoder, usize)>,
-    log_rewrites: u64,
-    log_errors: u64,
+    /// The log and its rewrites (`durability.rs`).
+    durable: Durable,
     /// Learning mode's generator (off unless `--chaos-rate`).
     chaos: Chaos,
     /// When the previous command of this batch ended (commands are timed lap by lap).
     mark: std::time::Instant,
-    /// When parked outside callers were last checked for having gone.
-    callers_checked: Instant,
-    /// The wait after the last failed log rewrite (zero after a success).
-    rewrite_backoff: Duration,
-    /// No rewrite starts before this.
-    next_rewrite: Instant,
 }
 
 /// One shard thread's state.
@@ -174,7 +155,6 @@ impl<C: Clock> Shard<C> {
         log: ShardLog,
     ) -> Self {
         let shards = ctx.shards.len();
-        let rewrite_base = log.file_len();
         let chaos = Chaos::new(ctx.config.chaos_rate, ctx.config.chaos_seed, mesh.id);
         let limits = ClientLimits::from_config(&ctx.config);
         let mut shard = Shard {
@@ -193,22 +173,11 @@ impl<C: Clock> Shard<C> {
                 forwarded: 0,
                 records: Vec::new(),
                 deliveries: Vec::new(),
-                parked_external: Slab::new(),
-                external_replies: Vec::new(),
-                orphaned: Vec::new(),
+                callers: Callers::default(),
                 acks: Vec::new(),
-                log,
-                last_sync: std::time::Instant::now(),
-                last_heal: std::time::Instant::now(),
-                rewrite_base,
-                rewrite_snapshot: None,
-                log_rewrites: 0,
-                log_errors: 0,
+                durable: Durable::new(log),
                 chaos,
                 mark: std::time::Instant::now(),
-                callers_checked: Instant::now(),
-                rewrite_backoff: Duration::ZERO,
-                next_rewrite: Instant::now(),
             },
             clock,
             dirty: Vec::new(),
@@ -274,7 +243,7 @@ impl<C: Clock> Shard<C> {
     /// stalled or the shard stops, else until the earliest deadline: a lease or wait, a held
     /// connection, background log work, parked HTTP callers to check, idle connections.
     fn poll_timeout(&self, stalled: bool, more_due: bool) -> Option<Duration> {
-        if !self.resume.is_empty() || more_due || !self.core.orphaned.is_empty() {
+        if !self.resume.is_empty() || more_due || !self.core.callers.orphaned.is_empty() {
             return Some(Duration::ZERO);
         }
         if stalled || self.stopping {
@@ -283,7 +252,7 @@ impl<C: Clock> Shard<C> {
         let now = self.clock.now_ms();
         let until = |at: u64| Duration::from_millis(at.saturating_sub(now).saturating_add(1));
         // Background log work needs the loop to come round even when idle.
-        let log = &self.core.log;
+        let log = &self.core.durable.log;
         let log_work = if log.rewrite_in_progress() {
             Some(Duration::from_millis(5))
         } else if log.is_failed() || self.core.ctx.config.appendfsync == AppendFsync::Everysec {
@@ -291,7 +260,7 @@ impl<C: Clock> Shard<C> {
         } else {
             None
         };
-        let callers = (!self.core.parked_external.is_empty()).then_some(GONE_CALLER_CHECK);
+        let callers = (!self.core.callers.parked_external.is_empty()).then_some(GONE_CALLER_CHECK);
         [
             self.core.table.next_deadline().map(until),
             self.held.iter().map(|&(at, _)| at).min().map(until),
@@ -359,11 +328,14 @@ impl<C: Clock> Shard<C> {
         publish(&stats.forwarded, self.core.forwarded);
         publish(&stats.messages_sent, self.core.mesh.sent);
         publish(&stats.messages_received, self.core.mesh.received);
-        publish(&stats.log_bytes, self.core.log.file_len());
+        publish(&stats.log_bytes, self.core.durable.log.file_len());
         publish(&stats.table_memory, table.memory() as u64);
-        publish(&stats.log_rewrites, self.core.log_rewrites);
-        publish(&stats.log_errors, self.core.log_errors);
-        publish(&stats.log_failed, u64::from(self.core.log.is_failed()));
+        publish(&stats.log_rewrites, self.core.durable.log_rewrites);
+        publish(&stats.log_errors, self.core.durable.log_errors);
+        publish(
+            &stats.log_failed,
+            u64::from(self.core.durable.log.is_failed()),
+        );
     }
 }
 
@@ -395,7 +367,7 @@ impl Core {
     /// earlier one of this iteration that it may have seen (a refusal, a STATUS). Such an
     /// answer must not leave if the log cannot take this iteration's records.
     fn apply_local(&mut self, cmd: Op, origin: Origin) -> (Outcome, bool) {
-        if cmd.is_write() && self.log.is_failed() {
+        if cmd.is_write() && self.durable.log.is_failed() {
             return (Error::LogFailed.into(), false);
         }
         let (table, mut ctx) = self.table_and_ctx(origin);

@@ -3,13 +3,14 @@
 //! log in the background, its snapshot encoded a few table parts (slab chunks) per iteration.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 use tracing::{error, info, warn};
 
 use super::{Ack, Core, REWRITE_ENTRIES_PER_ITERATION};
 use crate::config::AppendFsync;
+use crate::log::ShardLog;
 use crate::log::writer::SnapshotEncoder;
 use crate::net::connection::Connection;
 use crate::shard::mesh::Answer;
@@ -20,6 +21,45 @@ const MIN_REWRITE_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between failed rewrites.
 const MAX_REWRITE_BACKOFF: Duration = Duration::from_secs(60);
 
+/// A shard's log and the state of its rewrites: owned by this step of the loop.
+pub(super) struct Durable {
+    /// This shard's append-only log.
+    pub(super) log: ShardLog,
+    /// When the log was last synced (for `everysec`).
+    pub(super) last_sync: Instant,
+    /// When a failed log was last asked to heal by a rewrite.
+    pub(super) last_heal: Instant,
+    /// Log size after the last rewrite: the base of the growth trigger.
+    pub(super) rewrite_base: u64,
+    /// During a rewrite, the snapshot being encoded and the next table part to encode.
+    pub(super) rewrite_snapshot: Option<(SnapshotEncoder, usize)>,
+    /// Completed rewrites.
+    pub(super) log_rewrites: u64,
+    /// Failed writes, syncs and rewrites.
+    pub(super) log_errors: u64,
+    /// The wait after the last failed log rewrite (zero after a success).
+    pub(super) rewrite_backoff: Duration,
+    /// No rewrite starts before this.
+    pub(super) next_rewrite: Instant,
+}
+
+impl Durable {
+    /// The state of a freshly opened (or recovered) log.
+    pub(super) fn new(log: ShardLog) -> Self {
+        Durable {
+            rewrite_base: log.file_len(),
+            log,
+            last_sync: Instant::now(),
+            last_heal: Instant::now(),
+            rewrite_snapshot: None,
+            log_rewrites: 0,
+            log_errors: 0,
+            rewrite_backoff: Duration::ZERO,
+            next_rewrite: Instant::now(),
+        }
+    }
+}
+
 impl Core {
     /// Writes this iteration's records to the log and syncs them per `--appendfsync`, before
     /// any reply of theirs can leave. If the log cannot take them, the table takes them back
@@ -27,16 +67,16 @@ impl Core {
     /// compacting one that grew well past its live data.
     pub(super) fn persist(&mut self, conns: &mut Slab<Connection>, stopping: bool) {
         let policy = self.ctx.config.appendfsync;
-        if let Some(done) = self.log.poll_rewrite() {
+        if let Some(done) = self.durable.log.poll_rewrite() {
             match done {
                 Ok(report) => {
-                    self.rewrite_backoff = Duration::ZERO;
-                    self.log_rewrites += 1;
-                    self.rewrite_base = self.log.file_len();
+                    self.durable.rewrite_backoff = Duration::ZERO;
+                    self.durable.log_rewrites += 1;
+                    self.durable.rewrite_base = self.durable.log.file_len();
                     info!(shard = self.id, ?report, "log rewritten");
                 }
                 Err(e) => {
-                    self.log_errors += 1;
+                    self.durable.log_errors += 1;
                     let retry = self.rewrite_failed();
                     warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
                           "log rewrite failed");
@@ -44,20 +84,20 @@ impl Core {
             }
         }
         if !self.records.is_empty() {
-            if self.log.is_failed() {
+            if self.durable.log.is_failed() {
                 self.fail_batch(conns);
             } else if let Err(e) = self.cover_fences() {
                 // A fence past the reservation cannot be acknowledged.
-                self.log_errors += 1;
+                self.durable.log_errors += 1;
                 error!(shard = self.id, error = %e, "cannot reserve fences in the floor file");
                 self.fail_batch(conns);
             } else {
                 for record in self.records.drain(..) {
-                    self.log.append(&record);
+                    self.durable.log.append(&record);
                 }
                 let sync = policy == AppendFsync::Always;
                 let started = std::time::Instant::now();
-                let flushed = self.log.flush(sync);
+                let flushed = self.durable.log.flush(sync);
                 if sync && flushed.is_ok() {
                     self.ctx.shards[self.id]
                         .fsync
@@ -69,7 +109,7 @@ impl Core {
                         self.acks.clear();
                     }
                     Err(e) => {
-                        self.log_errors += 1;
+                        self.durable.log_errors += 1;
                         error!(shard = self.id, error = %e,
                                "cannot write the log: refusing writes until it can be rewritten");
                         self.fail_batch(conns);
@@ -80,32 +120,34 @@ impl Core {
             self.table.commit();
             self.acks.clear();
         }
-        let sync_due =
-            policy == AppendFsync::Everysec && self.last_sync.elapsed() >= Duration::from_secs(1);
-        if (sync_due || stopping) && !self.log.is_failed() {
-            self.last_sync = std::time::Instant::now();
+        let sync_due = policy == AppendFsync::Everysec
+            && self.durable.last_sync.elapsed() >= Duration::from_secs(1);
+        if (sync_due || stopping) && !self.durable.log.is_failed() {
+            self.durable.last_sync = std::time::Instant::now();
             let started = std::time::Instant::now();
-            let synced = self.log.flush(true);
+            let synced = self.durable.log.flush(true);
             if synced.is_ok() {
                 self.ctx.shards[self.id]
                     .fsync
                     .record_owned(started.elapsed());
             }
             if let Err(e) = synced {
-                self.log_errors += 1;
+                self.durable.log_errors += 1;
                 error!(shard = self.id, error = %e, "cannot sync the log");
             }
         }
         self.continue_rewrite();
-        if !stopping && !self.log.rewrite_in_progress() {
-            let heal = self.log.is_failed() && self.last_heal.elapsed() >= Duration::from_secs(1);
+        if !stopping && !self.durable.log.rewrite_in_progress() {
+            let heal = self.durable.log.is_failed()
+                && self.durable.last_heal.elapsed() >= Duration::from_secs(1);
             let pct = u64::from(self.ctx.config.log_rewrite_percentage);
-            let len = self.log.file_len();
+            let len = self.durable.log.file_len();
             let grown = pct > 0
                 && len >= self.ctx.config.log_rewrite_min_size
-                && len.saturating_sub(self.rewrite_base) * 100 >= self.rewrite_base.max(1) * pct;
-            if (heal || grown) && std::time::Instant::now() >= self.next_rewrite {
-                self.last_heal = std::time::Instant::now();
+                && len.saturating_sub(self.durable.rewrite_base) * 100
+                    >= self.durable.rewrite_base.max(1) * pct;
+            if (heal || grown) && std::time::Instant::now() >= self.durable.next_rewrite {
+                self.durable.last_heal = std::time::Instant::now();
                 self.begin_rewrite();
             }
         }
@@ -117,8 +159,8 @@ impl Core {
     /// hands it to the log's background writer. The snapshot followed by the kept records
     /// ends with each id's current state, since records are assignments.
     fn begin_rewrite(&mut self) {
-        if let Err(e) = self.log.begin_collecting() {
-            self.log_errors += 1;
+        if let Err(e) = self.durable.log.begin_collecting() {
+            self.durable.log_errors += 1;
             let retry = self.rewrite_failed();
             warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
                   "cannot start a log rewrite");
@@ -127,14 +169,14 @@ impl Core {
         let encoder = SnapshotEncoder::with_capacity(
             self.id,
             self.shards,
-            self.log.epoch(),
+            self.durable.log.epoch(),
             self.ctx
                 .fences
                 .issued
                 .load(std::sync::atomic::Ordering::Relaxed),
             self.table.len().saturating_mul(72),
         );
-        self.rewrite_snapshot = Some((encoder, 0));
+        self.durable.rewrite_snapshot = Some((encoder, 0));
         info!(
             shard = self.id,
             entries = self.table.len(),
@@ -146,7 +188,7 @@ impl Core {
     /// [`REWRITE_ENTRIES_PER_ITERATION`] entries per loop iteration; after the last one, hands
     /// the snapshot to the log's background writer.
     fn continue_rewrite(&mut self) {
-        let Some((mut encoder, mut segment)) = self.rewrite_snapshot.take() else {
+        let Some((mut encoder, mut segment)) = self.durable.rewrite_snapshot.take() else {
             return;
         };
         let mut done = 0;
@@ -158,9 +200,9 @@ impl Core {
             segment += 1;
         }
         if segment < self.table.parts() {
-            self.rewrite_snapshot = Some((encoder, segment));
-        } else if let Err(e) = self.log.submit_snapshot(encoder.finish()) {
-            self.log_errors += 1;
+            self.durable.rewrite_snapshot = Some((encoder, segment));
+        } else if let Err(e) = self.durable.log.submit_snapshot(encoder.finish()) {
+            self.durable.log_errors += 1;
             let retry = self.rewrite_failed();
             warn!(shard = self.id, error = %e, retry_in_ms = retry.as_millis() as u64,
                   "cannot write a log rewrite");
@@ -171,10 +213,10 @@ impl Core {
     /// first failure, doubling up to a minute, so a failing rewrite does not re-encode the
     /// whole table on every loop pass. Returns the wait.
     fn rewrite_failed(&mut self) -> Duration {
-        self.rewrite_backoff =
-            (self.rewrite_backoff * 2).clamp(MIN_REWRITE_BACKOFF, MAX_REWRITE_BACKOFF);
-        self.next_rewrite = std::time::Instant::now() + self.rewrite_backoff;
-        self.rewrite_backoff
+        self.durable.rewrite_backoff =
+            (self.durable.rewrite_backoff * 2).clamp(MIN_REWRITE_BACKOFF, MAX_REWRITE_BACKOFF);
+        self.durable.next_rewrite = std::time::Instant::now() + self.durable.rewrite_backoff;
+        self.durable.rewrite_backoff
     }
 
     /// Takes back this iteration's changes and fails the replies that depended on them.
@@ -209,7 +251,7 @@ impl Core {
                     self.mesh.replace_answer(shard, index, failed);
                 }
                 Ack::External { index } => {
-                    if let Some(entry) = self.external_replies.get_mut(index) {
+                    if let Some(entry) = self.callers.external_replies.get_mut(index) {
                         entry.1 = Answer::Outcome(Error::LogFailed.into());
                         entry.2 = None;
                     }

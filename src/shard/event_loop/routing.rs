@@ -57,18 +57,21 @@ impl<C: Clock> Shard<C> {
                 External::Connection(accepted) => self.adopt(accepted),
                 External::Shutdown => self.stopping = true,
                 External::Command { cmd, done } => {
-                    let slot = self.core.parked_external.vacant_key() as u64;
+                    let slot = self.core.callers.parked_external.vacant_key() as u64;
                     let (answer, unlogged) =
                         self.core
                             .run_observed(cmd, Origin::External(slot), Client::Http);
                     if matches!(answer, Answer::Outcome(Outcome::Parked)) {
-                        self.core.parked_external.insert(done);
+                        self.core.callers.parked_external.insert(done);
                     } else {
                         if unlogged {
-                            let index = self.core.external_replies.len();
+                            let index = self.core.callers.external_replies.len();
                             self.core.acks.push(Ack::External { index });
                         }
-                        self.core.external_replies.push((done, answer, None));
+                        self.core
+                            .callers
+                            .external_replies
+                            .push((done, answer, None));
                     }
                 }
             }
@@ -190,11 +193,16 @@ impl<C: Clock> Shard<C> {
                         self.core.mesh.push(shard, msg);
                     }
                     Origin::External(slot) => {
-                        if let Some(done) = self.core.parked_external.try_remove(slot as usize) {
-                            let index = self.core.external_replies.len();
+                        if let Some(done) =
+                            self.core.callers.parked_external.try_remove(slot as usize)
+                        {
+                            let index = self.core.callers.external_replies.len();
                             self.core.acks.push(Ack::External { index });
                             let answer = Answer::Outcome(d.outcome);
-                            self.core.external_replies.push((done, answer, d.grant));
+                            self.core
+                                .callers
+                                .external_replies
+                                .push((done, answer, d.grant));
                         }
                     }
                     Origin::Nobody => {

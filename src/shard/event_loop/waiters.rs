@@ -4,28 +4,51 @@
 
 use std::time::Instant;
 
-use super::{Core, GONE_CALLER_CHECK};
+use slab::Slab;
+
+use super::{Core, ExternalReply, GONE_CALLER_CHECK};
 use crate::shard::mesh::Message;
+use crate::shard::mesh::ReplyFn;
 use crate::table::{Op, Unlock};
 use crate::types::{ConnRef, Id, KeyBytes, Origin, shard_for};
+
+/// Outside callers a shard owes an answer, and the grants it must give back: owned by this
+/// step of the loop.
+#[derive(Default)]
+pub(super) struct Callers {
+    /// Outside callers whose command waits (LOCK ... WAIT over HTTP).
+    pub(super) parked_external: Slab<ReplyFn>,
+    /// Replies to outside callers, released after this iteration's writes are safe to send.
+    pub(super) external_replies: Vec<ExternalReply>,
+    /// Locks granted to waiters that had gone; released at the next iteration.
+    pub(super) orphaned: Vec<(Id, KeyBytes)>,
+    /// When parked outside callers were last checked for having gone.
+    pub(super) checked: Option<Instant>,
+}
 
 impl Core {
     /// Drops the `LOCK ... WAIT`s of HTTP callers that have gone (their client disconnected),
     /// checked at most every [`GONE_CALLER_CHECK`], so they are never granted, counted or
     /// kept.
     pub(super) fn drop_gone_callers(&mut self) {
-        if self.parked_external.is_empty() || self.callers_checked.elapsed() < GONE_CALLER_CHECK {
+        if self.callers.parked_external.is_empty()
+            || self
+                .callers
+                .checked
+                .is_some_and(|at| at.elapsed() < GONE_CALLER_CHECK)
+        {
             return;
         }
-        self.callers_checked = Instant::now();
+        self.callers.checked = Some(Instant::now());
         let gone: Vec<usize> = self
+            .callers
             .parked_external
             .iter()
             .filter(|(_, caller)| caller.has_gone())
             .map(|(slot, _)| slot)
             .collect();
         for slot in gone {
-            self.parked_external.remove(slot);
+            self.callers.parked_external.remove(slot);
             let origin = Origin::External(slot as u64);
             self.table.cancel_waiters(|o| *o == origin);
         }
@@ -34,7 +57,7 @@ impl Core {
     /// Hands the replies owed to outside callers to them; a grant whose caller has gone is
     /// given back.
     pub(super) fn answer_external(&mut self) {
-        for (done, answer, grant) in std::mem::take(&mut self.external_replies) {
+        for (done, answer, grant) in std::mem::take(&mut self.callers.external_replies) {
             if !done.answer(answer)
                 && let Some(grant) = grant
             {
@@ -48,13 +71,13 @@ impl Core {
     /// back, as an UNLOCK would, at the start of the next iteration ([`Core::give_back_orphans`],
     /// which the loop runs at once when any is pending).
     pub(super) fn orphan(&mut self, grant: (Id, KeyBytes)) {
-        self.orphaned.push(grant);
+        self.callers.orphaned.push(grant);
     }
 
     /// Gives back every lock noted by [`Core::orphan`]: the one place a grant whose waiter has
     /// gone is released.
     pub(super) fn give_back_orphans(&mut self) {
-        for (id, key) in std::mem::take(&mut self.orphaned) {
+        for (id, key) in std::mem::take(&mut self.callers.orphaned) {
             self.release_orphan(id, key);
         }
     }
