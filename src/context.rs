@@ -7,6 +7,7 @@
 //! `SLOWLOG` touch.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -172,14 +173,14 @@ pub struct ServerContext {
     pub shards: Vec<ShardStats>,
     /// When the server started.
     pub started: Instant,
-    /// The RESP connections' figures.
-    pub clients: ClientFigures,
+    /// The RESP connections' figures (shared with the acceptors on their own).
+    pub clients: Arc<ClientFigures>,
     /// Fencing tokens handed out and reserved.
     pub fences: Fences,
     /// The HTTP adapter's figures.
     pub http: HttpStats,
-    /// The shutdown switch.
-    pub lifecycle: Lifecycle,
+    /// The shutdown switch (shared with the acceptors on its own).
+    pub lifecycle: Arc<Lifecycle>,
     /// The id of the next slow-log entry, on any shard.
     pub slowlog_ids: AtomicU64,
 }
@@ -198,10 +199,12 @@ impl ServerContext {
             resp_addr,
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             started: Instant::now(),
-            clients: ClientFigures::default(),
+            clients: Arc::new(ClientFigures::default()),
             fences: Fences::default(),
             http: HttpStats::default(),
-            lifecycle: Lifecycle::new(Duration::from_secs(u64::from(config_timeout))),
+            lifecycle: Arc::new(Lifecycle::new(Duration::from_secs(u64::from(
+                config_timeout,
+            )))),
             slowlog_ids: AtomicU64::new(0),
         }
     }

@@ -164,7 +164,7 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
     };
     {
         let deal = deal.clone();
-        let ctx = ctx.clone();
+        let ctx = acceptor::AcceptorCtx::of(&ctx);
         edge_threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(
             move || {
                 acceptor::run(listener, deal, ctx, None);
@@ -173,7 +173,7 @@ pub fn start_with_storage(mut config: Config, storage: Arc<dyn Storage>) -> io::
         )?);
     }
     if let Some((listener, config)) = tls.resp {
-        let ctx = ctx.clone();
+        let ctx = acceptor::AcceptorCtx::of(&ctx);
         // A quarter of a core per shard is room for bursts of thousands of handshakes a second.
         let handshakers = Handshakers::spawn(shards.div_ceil(4), deal.clone(), ctx.clone())?;
         edge_threads.push(

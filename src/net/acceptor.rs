@@ -16,7 +16,8 @@ use std::sync::atomic::Ordering;
 use rustls::{ServerConfig, ServerConnection};
 use tracing::{debug, error, warn};
 
-use crate::context::ServerContext;
+use crate::context::{ClientFigures, ServerContext};
+use crate::lifecycle::Lifecycle;
 use crate::net::access;
 use crate::net::handshake::Handshakers;
 use crate::sparse::Sparse;
@@ -38,12 +39,38 @@ pub struct Accepted {
     pub tls: Option<Box<ServerConnection>>,
 }
 
+/// What an acceptor (or handshake thread) reads of the server, and nothing more: the client
+/// figures it keeps, the shutdown switch, and two settings.
+#[derive(Clone, Debug)]
+pub struct AcceptorCtx {
+    /// Connected, received and refused clients.
+    pub clients: Arc<ClientFigures>,
+    /// The shutdown switch.
+    pub lifecycle: Arc<Lifecycle>,
+    /// `--maxclients`, over both RESP listeners.
+    pub maxclients: usize,
+    /// Protected mode is in force: only loopback clients are served.
+    pub protected: bool,
+}
+
+impl AcceptorCtx {
+    /// The parts of `ctx` an acceptor reads.
+    pub fn of(ctx: &ServerContext) -> Self {
+        AcceptorCtx {
+            clients: ctx.clients.clone(),
+            lifecycle: ctx.lifecycle.clone(),
+            maxclients: ctx.config.maxclients as usize,
+            protected: access::protects(&ctx.config),
+        }
+    }
+}
+
 /// Accepts connections on `listener` forever, handing each to a shard through `deal`. With
 /// `tls`, every connection is a TLS one, handed to `tls`'s handshake threads first.
 pub fn run(
     listener: TcpListener,
     deal: Deal,
-    ctx: Arc<ServerContext>,
+    ctx: AcceptorCtx,
     mut tls: Option<(Arc<ServerConfig>, Handshakers)>,
 ) {
     // A descriptor kept in reserve, so that a client can be answered when none is left.
@@ -78,13 +105,14 @@ pub fn run(
         };
         ctx.clients.received.fetch_add(1, Ordering::Relaxed);
         if let Ok(peer) = stream.peer_addr()
-            && access::refuses(&ctx.config, peer.ip())
+            && ctx.protected
+            && !access::is_loopback(peer.ip())
         {
             debug!(%peer, "refused a connection: protected mode");
             refuse(stream, access::DENIED, tls.is_none());
             continue;
         }
-        let limit = ctx.config.maxclients as usize;
+        let limit = ctx.maxclients;
         if ctx.clients.connected.fetch_add(1, Ordering::Relaxed) >= limit {
             ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
             ctx.clients.rejected.fetch_add(1, Ordering::Relaxed);

@@ -25,7 +25,12 @@ above things in order for the server to start accepting connections from the out
 
 /// Whether a client at `peer` must be refused under protected mode.
 pub fn refuses(config: &Config, peer: IpAddr) -> bool {
-    config.security.protected_mode && config.requirepass.is_none() && !is_loopback(peer)
+    protects(config) && !is_loopback(peer)
+}
+
+/// Whether protected mode is in force: on, and no password set.
+pub fn protects(config: &Config) -> bool {
+    config.security.protected_mode && config.requirepass.is_none()
 }
 
 /// Loopback, including IPv4 loopback written as an IPv6-mapped address (`::ffff:127.0.0.1`).

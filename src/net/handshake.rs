@@ -30,8 +30,7 @@ use rustls::ServerConnection;
 use slab::Slab;
 use tracing::{debug, info, warn};
 
-use crate::context::ServerContext;
-use crate::net::acceptor::{Accepted, Deal};
+use crate::net::acceptor::{Accepted, AcceptorCtx, Deal};
 use crate::sparse::Sparse;
 
 /// How long a client has to complete its TLS handshake after the connection is accepted.
@@ -59,7 +58,7 @@ struct Handoff {
 impl Handshakers {
     /// Starts `threads` handshake threads (at least one) that deliver established
     /// connections to the shards through `deal`.
-    pub fn spawn(threads: usize, deal: Deal, ctx: Arc<ServerContext>) -> io::Result<Self> {
+    pub fn spawn(threads: usize, deal: Deal, ctx: AcceptorCtx) -> io::Result<Self> {
         let failures = Arc::new(Sparse::default());
         let mut handoffs = Vec::new();
         for n in 0..threads.max(1) {
@@ -175,7 +174,7 @@ struct Worker {
     receiver: Receiver<(std::net::TcpStream, ServerConnection)>,
     pending: Slab<Pending>,
     deal: Deal,
-    ctx: Arc<ServerContext>,
+    ctx: AcceptorCtx,
     failures: Arc<Sparse>,
 }
 
