@@ -156,8 +156,21 @@ pub struct Fences {
     pub reservation: std::sync::OnceLock<crate::log::FenceReservation>,
 }
 
-/// Read-mostly state shared by all threads, grouped by concern: the settings, the figures
-/// (per shard, of the clients, of HTTP), the fences and the shutdown switch.
+/// What the server counts, read by INFO and /metrics on any thread.
+#[derive(Debug)]
+pub struct Figures {
+    /// One entry per shard, each written by its shard.
+    pub shards: Vec<ShardStats>,
+    /// The RESP connections' figures (shared with the acceptors on their own).
+    pub clients: Arc<ClientFigures>,
+    /// The HTTP adapter's figures.
+    pub http: HttpStats,
+    /// The id of the next slow-log entry, on any shard.
+    pub slowlog_ids: AtomicU64,
+}
+
+/// Read-mostly state shared by all threads, grouped by concern: the settings (configuration,
+/// parse limits, bound addresses), the figures, the fences and the shutdown switch.
 #[derive(Debug)]
 pub struct ServerContext {
     /// The effective configuration.
@@ -169,20 +182,14 @@ pub struct ServerContext {
     /// The bound HTTP address (the real port when `--http-port 0`); the configured one until
     /// the server has bound it.
     pub http_addr: SocketAddr,
-    /// One entry per shard.
-    pub shards: Vec<ShardStats>,
+    /// What the server counts: per shard, per client, over HTTP.
+    pub figures: Figures,
     /// When the server started.
     pub started: Instant,
-    /// The RESP connections' figures (shared with the acceptors on their own).
-    pub clients: Arc<ClientFigures>,
     /// Fencing tokens handed out and reserved.
     pub fences: Fences,
-    /// The HTTP adapter's figures.
-    pub http: HttpStats,
     /// The shutdown switch (shared with the acceptors on its own).
     pub lifecycle: Arc<Lifecycle>,
-    /// The id of the next slow-log entry, on any shard.
-    pub slowlog_ids: AtomicU64,
 }
 
 impl ServerContext {
@@ -197,15 +204,17 @@ impl ServerContext {
             http_addr: SocketAddr::new(config.bind, config.http_port),
             config,
             resp_addr,
-            shards: (0..shards).map(|_| ShardStats::default()).collect(),
             started: Instant::now(),
-            clients: Arc::new(ClientFigures::default()),
+            figures: Figures {
+                shards: (0..shards).map(|_| ShardStats::default()).collect(),
+                clients: Arc::new(ClientFigures::default()),
+                http: HttpStats::default(),
+                slowlog_ids: AtomicU64::new(0),
+            },
             fences: Fences::default(),
-            http: HttpStats::default(),
             lifecycle: Arc::new(Lifecycle::new(Duration::from_secs(u64::from(
                 config_timeout,
             )))),
-            slowlog_ids: AtomicU64::new(0),
         }
     }
 
@@ -214,6 +223,7 @@ impl ServerContext {
     pub fn is_ready(&self) -> bool {
         !self.lifecycle.is_stopping()
             && self
+                .figures
                 .shards
                 .iter()
                 .all(|s| s.log_failed.load(Ordering::Relaxed) == 0)
@@ -221,19 +231,23 @@ impl ServerContext {
 
     /// Sums the shards' published figures.
     pub fn totals(&self) -> Totals {
-        self.shards.iter().fold(Totals::default(), |t, s| Totals {
-            locked: t.locked + s.locked.load(Ordering::Relaxed),
-            completed: t.completed + s.completed.load(Ordering::Relaxed),
-            commands_processed: t.commands_processed + s.commands_processed.load(Ordering::Relaxed),
-            forwarded: t.forwarded + s.forwarded.load(Ordering::Relaxed),
-            waiters: t.waiters + s.waiters.load(Ordering::Relaxed),
-            expired: t.expired + s.expired.load(Ordering::Relaxed),
-            reaped: t.reaped + s.reaped.load(Ordering::Relaxed),
-            mismatches: t.mismatches + s.mismatches.load(Ordering::Relaxed),
-            log_bytes: t.log_bytes + s.log_bytes.load(Ordering::Relaxed),
-            log_rewrites: t.log_rewrites + s.log_rewrites.load(Ordering::Relaxed),
-            log_errors: t.log_errors + s.log_errors.load(Ordering::Relaxed),
-            log_failed: t.log_failed + s.log_failed.load(Ordering::Relaxed),
-        })
+        self.figures
+            .shards
+            .iter()
+            .fold(Totals::default(), |t, s| Totals {
+                locked: t.locked + s.locked.load(Ordering::Relaxed),
+                completed: t.completed + s.completed.load(Ordering::Relaxed),
+                commands_processed: t.commands_processed
+                    + s.commands_processed.load(Ordering::Relaxed),
+                forwarded: t.forwarded + s.forwarded.load(Ordering::Relaxed),
+                waiters: t.waiters + s.waiters.load(Ordering::Relaxed),
+                expired: t.expired + s.expired.load(Ordering::Relaxed),
+                reaped: t.reaped + s.reaped.load(Ordering::Relaxed),
+                mismatches: t.mismatches + s.mismatches.load(Ordering::Relaxed),
+                log_bytes: t.log_bytes + s.log_bytes.load(Ordering::Relaxed),
+                log_rewrites: t.log_rewrites + s.log_rewrites.load(Ordering::Relaxed),
+                log_errors: t.log_errors + s.log_errors.load(Ordering::Relaxed),
+                log_failed: t.log_failed + s.log_failed.load(Ordering::Relaxed),
+            })
     }
 }

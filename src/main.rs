@@ -169,7 +169,7 @@ fn wait_for_http(ctx: &ServerContext) {
         .lifecycle
         .deadline()
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-    while ctx.http.clients.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+    while ctx.figures.http.clients.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
 }

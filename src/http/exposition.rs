@@ -99,7 +99,8 @@ fn per_shard<'a>(
     ctx: &'a ServerContext,
     field: impl Fn(&'a crate::context::ShardStats) -> &'a AtomicU64 + 'a,
 ) -> impl Iterator<Item = (Labels, u64)> + 'a {
-    ctx.shards
+    ctx.figures
+        .shards
         .iter()
         .enumerate()
         .map(move |(i, s)| (shard_labels(i), field(s).load(Ordering::Relaxed)))
@@ -130,7 +131,7 @@ impl Collector for ServerCollector {
             "Shard threads.",
             None,
             gauge,
-            [(vec![], ctx.shards.len() as u64)],
+            [(vec![], ctx.figures.shards.len() as u64)],
         )?;
         family(
             &mut enc,
@@ -146,13 +147,14 @@ impl Collector for ServerCollector {
         let mut latency = Vec::new();
         for row in 0..ROWS {
             let mut snap = Snapshot::default();
-            for s in &ctx.shards {
+            for s in &ctx.figures.shards {
                 if let Some(h) = s.commands.latency(row) {
                     snap.add(h);
                 }
             }
             for outcome in Outcome::ALL {
                 let n: u64 = ctx
+                    .figures
                     .shards
                     .iter()
                     .map(|s| s.commands.calls(row, outcome))
@@ -185,7 +187,7 @@ impl Collector for ServerCollector {
         )?;
 
         // Connections.
-        let h = &ctx.http;
+        let h = &ctx.figures.http;
         let proto = |p: &str| vec![("protocol", p.to_string())];
         family(
             &mut enc,
@@ -196,7 +198,7 @@ impl Collector for ServerCollector {
             [
                 (
                     proto("resp"),
-                    ctx.clients.connected.load(Ordering::Relaxed) as u64,
+                    ctx.figures.clients.connected.load(Ordering::Relaxed) as u64,
                 ),
                 (proto("http"), h.clients.load(Ordering::Relaxed) as u64),
             ],
@@ -208,7 +210,10 @@ impl Collector for ServerCollector {
             None,
             counter,
             [
-                (proto("resp"), ctx.clients.received.load(Ordering::Relaxed)),
+                (
+                    proto("resp"),
+                    ctx.figures.clients.received.load(Ordering::Relaxed),
+                ),
                 (
                     proto("http"),
                     h.connections_received.load(Ordering::Relaxed),
@@ -222,7 +227,10 @@ impl Collector for ServerCollector {
             None,
             counter,
             [
-                (proto("resp"), ctx.clients.rejected.load(Ordering::Relaxed)),
+                (
+                    proto("resp"),
+                    ctx.figures.clients.rejected.load(Ordering::Relaxed),
+                ),
                 (
                     proto("http"),
                     h.rejected_connections.load(Ordering::Relaxed),
@@ -237,7 +245,7 @@ impl Collector for ServerCollector {
             counter,
             [(
                 Vec::new(),
-                ctx.clients.auth_failures.load(Ordering::Relaxed),
+                ctx.figures.clients.auth_failures.load(Ordering::Relaxed),
             )],
         )?;
         let mut requests = Vec::new();
@@ -388,7 +396,8 @@ impl Collector for ServerCollector {
             &mut enc,
             "fsync_duration",
             "Time to sync a shard's log (fdatasync), per sync.",
-            ctx.shards
+            ctx.figures
+                .shards
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (shard_labels(i), s.fsync.snapshot())),
@@ -429,7 +438,7 @@ impl Collector for ServerCollector {
             gauge,
             [(vec![], (c.chaos_rate * 1e6).round() as u64)],
         )?;
-        let chaos = ctx.shards.iter().enumerate().flat_map(|(i, s)| {
+        let chaos = ctx.figures.shards.iter().enumerate().flat_map(|(i, s)| {
             [("refused", &s.chaos_refused), ("dropped", &s.chaos_dropped)].map(|(action, cell)| {
                 let mut l = shard_labels(i);
                 l.push(("action", action.to_string()));
@@ -444,7 +453,7 @@ impl Collector for ServerCollector {
             counter,
             chaos,
         )?;
-        let slow: usize = ctx.shards.iter().map(|s| s.slowlog.len()).sum();
+        let slow: usize = ctx.figures.shards.iter().map(|s| s.slowlog.len()).sum();
         family(
             &mut enc,
             "slowlog_length",
@@ -473,11 +482,13 @@ mod tests {
             2,
         ));
         let lock = crate::types::CommandKind::Lock.index();
-        ctx.shards[1]
+        ctx.figures.shards[1]
             .commands
             .record(lock, Outcome::Ok, Duration::from_micros(3));
-        ctx.shards[0].fsync.record_owned(Duration::from_micros(700));
-        ctx.http.record(0, 200, Duration::from_micros(50));
+        ctx.figures.shards[0]
+            .fsync
+            .record_owned(Duration::from_micros(700));
+        ctx.figures.http.record(0, 200, Duration::from_micros(50));
         let page = render(&ctx);
         for needle in [
             "# TYPE token_server_commands counter",

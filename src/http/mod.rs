@@ -152,7 +152,7 @@ impl HttpServer {
         tls: Option<TlsAcceptor>,
     ) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let http = &self.router.ctx.http;
+        let http = &self.router.ctx.figures.http;
         let mut stopping = self.router.ctx.lifecycle.subscribe();
         loop {
             let accepted = tokio::select! {
@@ -268,7 +268,7 @@ impl Served {
                 request.headers().get(hyper::header::AUTHORIZATION),
             );
             if refused.as_ref().is_some_and(gate::is_wrong_credentials) {
-                router.ctx.clients.auth_failed(&peer);
+                router.ctx.figures.clients.auth_failed(&peer);
             }
             async move {
                 match refused {
@@ -277,7 +277,7 @@ impl Served {
                 }
             }
         });
-        ctx.http.clients.fetch_add(1, Ordering::Relaxed);
+        ctx.figures.http.clients.fetch_add(1, Ordering::Relaxed);
         let stream = stall::Stalled::new(stream, io_timeout);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
@@ -290,7 +290,7 @@ impl Served {
                 connection.await
             }
         };
-        ctx.http.clients.fetch_sub(1, Ordering::Relaxed);
+        ctx.figures.http.clients.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = ended {
             debug!(error = %e, "http connection ended with an error");
         }

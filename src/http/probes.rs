@@ -26,6 +26,7 @@ pub fn ready(ctx: &ServerContext) -> Response<Body> {
         );
     }
     let failed: Vec<String> = ctx
+        .figures
         .shards
         .iter()
         .enumerate()

@@ -73,7 +73,10 @@ impl Router {
         let endpoint = HttpStats::endpoint_of(request.uri().path());
         let result = self.respond(request).await;
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
-        self.ctx.http.record(endpoint, status, started.elapsed());
+        self.ctx
+            .figures
+            .http
+            .record(endpoint, status, started.elapsed());
         result
     }
 

@@ -57,7 +57,7 @@ impl AcceptorCtx {
     /// The parts of `ctx` an acceptor reads.
     pub fn of(ctx: &ServerContext) -> Self {
         AcceptorCtx {
-            clients: ctx.clients.clone(),
+            clients: ctx.figures.clients.clone(),
             lifecycle: ctx.lifecycle.clone(),
             maxclients: ctx.config.maxclients as usize,
             protected: access::protects(&ctx.config),

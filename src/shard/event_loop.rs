@@ -154,7 +154,7 @@ impl<C: Clock> Shard<C> {
         table: LockTable,
         log: ShardLog,
     ) -> Self {
-        let shards = ctx.shards.len();
+        let shards = ctx.figures.shards.len();
         let chaos = Chaos::new(ctx.config.chaos_rate, ctx.config.chaos_seed, mesh.id);
         let limits = ClientLimits::from_config(&ctx.config);
         let mut shard = Shard {
@@ -313,7 +313,7 @@ impl<C: Clock> Shard<C> {
     }
 
     fn publish_stats(&mut self) {
-        let stats = &self.core.ctx.shards[self.core.id];
+        let stats = &self.core.ctx.figures.shards[self.core.id];
         let table = &self.core.table;
         let publish = |cell: &std::sync::atomic::AtomicU64, value: u64| {
             cell.store(value, Ordering::Relaxed);

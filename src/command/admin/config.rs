@@ -50,7 +50,7 @@ fn parameters(ctx: &ServerContext) -> Vec<(&'static str, String)> {
         ("bind", c.bind.to_string()),
         ("port", ctx.resp_addr.port().to_string()),
         ("http-port", ctx.http_addr.port().to_string()),
-        ("shards", ctx.shards.len().to_string()),
+        ("shards", ctx.figures.shards.len().to_string()),
         ("dir", c.dir.display().to_string()),
         ("appendonly", "yes".to_string()),
         ("appendfsync", c.appendfsync.as_str().to_string()),

@@ -68,7 +68,7 @@ pub fn info(args: &Args<'_>, ctx: &ServerContext) -> Reply {
 
 /// Sum of one per-shard atomic.
 fn sum(ctx: &ServerContext, field: impl Fn(&crate::context::ShardStats) -> u64) -> u64 {
-    ctx.shards.iter().map(field).sum()
+    ctx.figures.shards.iter().map(field).sum()
 }
 
 /// A quantile in microseconds, as Redis prints latencies (three decimals).
@@ -96,15 +96,15 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
             ctx.resp_addr.port(),
             ctx.http_addr.port(),
             ctx.started.elapsed().as_secs(),
-            ctx.shards.len(),
+            ctx.figures.shards.len(),
             u8::from(ctx.lifecycle.is_stopping()),
             u8::from(ctx.is_ready()),
         ),
         "clients" => write!(
             out,
             "# Clients\r\nconnected_clients:{}\r\nhttp_connected_clients:{}\r\nmaxclients:{}\r\n",
-            ctx.clients.connected.load(Ordering::Relaxed),
-            ctx.http.clients.load(Ordering::Relaxed),
+            ctx.figures.clients.connected.load(Ordering::Relaxed),
+            ctx.figures.http.clients.load(Ordering::Relaxed),
             c.maxclients,
         ),
         "memory" => {
@@ -123,7 +123,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
         }
         "persistence" => {
             let mut fsync = Snapshot::default();
-            for s in &ctx.shards {
+            for s in &ctx.figures.shards {
                 fsync.add(&s.fsync);
             }
             write!(
@@ -151,19 +151,29 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
              cross_shard_messages_sent:{}\r\ncross_shard_messages_received:{}\r\n\
              slowlog_len:{}\r\nchaos_rate:{}\r\nchaos_refused:{}\r\nchaos_dropped:{}\r\n\
              acl_access_denied_auth:{}\r\n",
-            ctx.clients.received.load(Ordering::Relaxed),
+            ctx.figures.clients.received.load(Ordering::Relaxed),
             t.commands_processed,
-            ctx.clients.rejected.load(Ordering::Relaxed),
-            ctx.http.connections_received.load(Ordering::Relaxed),
-            ctx.http.rejected_connections.load(Ordering::Relaxed),
+            ctx.figures.clients.rejected.load(Ordering::Relaxed),
+            ctx.figures
+                .http
+                .connections_received
+                .load(Ordering::Relaxed),
+            ctx.figures
+                .http
+                .rejected_connections
+                .load(Ordering::Relaxed),
             t.forwarded,
             sum(ctx, |s| load(&s.messages_sent)),
             sum(ctx, |s| load(&s.messages_received)),
-            ctx.shards.iter().map(|s| s.slowlog.len()).sum::<usize>(),
+            ctx.figures
+                .shards
+                .iter()
+                .map(|s| s.slowlog.len())
+                .sum::<usize>(),
             c.chaos_rate,
             sum(ctx, |s| load(&s.chaos_refused)),
             sum(ctx, |s| load(&s.chaos_dropped)),
-            ctx.clients.auth_failures.load(Ordering::Relaxed),
+            ctx.figures.clients.auth_failures.load(Ordering::Relaxed),
         ),
         "locks" => write!(
             out,
@@ -179,7 +189,7 @@ fn write_section(out: &mut String, section: &str, ctx: &ServerContext) {
         ),
         "shards" => {
             out.push_str("# Shards\r\n");
-            for (i, s) in ctx.shards.iter().enumerate() {
+            for (i, s) in ctx.figures.shards.iter().enumerate() {
                 let _ = write!(
                     out,
                     "shard{i}:locked={},completed={},waiters={},commands={},forwarded={},\
@@ -240,7 +250,7 @@ fn for_each_command(ctx: &ServerContext, mut each: impl FnMut(&str, &Snapshot, u
     for row in 0..ROWS {
         let mut snap = Snapshot::default();
         let (mut calls, mut failed, mut rejected) = (0, 0, 0);
-        for s in &ctx.shards {
+        for s in &ctx.figures.shards {
             if let Some(h) = s.commands.latency(row) {
                 snap.add(h);
             }

@@ -62,7 +62,7 @@ impl Session {
     /// A fresh session for a new connection.
     pub fn new(ctx: &ServerContext, peer: SocketAddr, local: SocketAddr) -> Self {
         Session {
-            id: ctx.clients.next_id(),
+            id: ctx.figures.clients.next_id(),
             protocol: Protocol::Resp2,
             name: None,
             lib_name: None,

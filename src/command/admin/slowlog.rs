@@ -49,6 +49,7 @@ pub fn slowlog(args: &Args<'_>, ctx: &ServerContext) -> Reply {
             },
         };
         let mut entries: Vec<_> = ctx
+            .figures
             .shards
             .iter()
             .flat_map(|s| s.slowlog.entries())
@@ -70,9 +71,15 @@ pub fn slowlog(args: &Args<'_>, ctx: &ServerContext) -> Reply {
             .collect();
         Reply::Array(items)
     } else if sub.eq_ignore_ascii_case(b"LEN") && args.len() == 2 {
-        Reply::Integer(ctx.shards.iter().map(|s| s.slowlog.len()).sum::<usize>() as i64)
+        Reply::Integer(
+            ctx.figures
+                .shards
+                .iter()
+                .map(|s| s.slowlog.len())
+                .sum::<usize>() as i64,
+        )
     } else if sub.eq_ignore_ascii_case(b"RESET") && args.len() == 2 {
-        for s in &ctx.shards {
+        for s in &ctx.figures.shards {
             s.slowlog.reset();
         }
         Reply::Ok

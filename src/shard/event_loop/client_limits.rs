@@ -74,6 +74,7 @@ impl<C: Clock> Shard<C> {
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             self.core
                 .ctx
+                .figures
                 .clients
                 .connected
                 .fetch_sub(1, Ordering::Relaxed);
@@ -94,6 +95,7 @@ impl<C: Clock> Shard<C> {
             warn!(error = %e, "cannot register a connection");
             self.core
                 .ctx
+                .figures
                 .clients
                 .connected
                 .fetch_sub(1, Ordering::Relaxed);

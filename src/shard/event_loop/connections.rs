@@ -172,6 +172,7 @@ impl<C: Clock> Shard<C> {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.core
                 .ctx
+                .figures
                 .clients
                 .connected
                 .fetch_sub(1, Ordering::Relaxed);

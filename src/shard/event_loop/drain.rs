@@ -45,8 +45,8 @@ impl<C: Clock> Shard<C> {
             DrainState::Idle
         };
         let ctx = &self.core.ctx;
-        state.publish(&ctx.shards[self.core.id].drain);
-        if !busy && all_idle(ctx.shards.iter().map(|s| &s.drain)) {
+        state.publish(&ctx.figures.shards[self.core.id].drain);
+        if !busy && all_idle(ctx.figures.shards.iter().map(|s| &s.drain)) {
             return true;
         }
         let late = ctx

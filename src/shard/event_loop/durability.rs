@@ -99,7 +99,7 @@ impl Core {
                 let started = std::time::Instant::now();
                 let flushed = self.durable.log.flush(sync);
                 if sync && flushed.is_ok() {
-                    self.ctx.shards[self.id]
+                    self.ctx.figures.shards[self.id]
                         .fsync
                         .record_owned(started.elapsed());
                 }
@@ -127,7 +127,7 @@ impl Core {
             let started = std::time::Instant::now();
             let synced = self.durable.log.flush(true);
             if synced.is_ok() {
-                self.ctx.shards[self.id]
+                self.ctx.figures.shards[self.id]
                     .fsync
                     .record_owned(started.elapsed());
             }

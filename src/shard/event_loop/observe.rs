@@ -104,7 +104,7 @@ impl Core {
             None
         };
         if mischief == Some(Mischief::Refuse) {
-            let stats = &self.ctx.shards[self.id];
+            let stats = &self.ctx.figures.shards[self.id];
             bump_owned(&stats.chaos_refused, 1);
             stats.commands.count(row, Counted::TryAgain);
             return (Answer::Outcome(Error::ChaosRefused.into()), false);
@@ -116,7 +116,7 @@ impl Core {
             capture.map(|c| c.args()).unwrap_or_default()
         });
         if mischief == Some(Mischief::Drop) && !matches!(outcome, Outcome::Parked) {
-            bump_owned(&self.ctx.shards[self.id].chaos_dropped, 1);
+            bump_owned(&self.ctx.figures.shards[self.id].chaos_dropped, 1);
             return (Answer::Hangup, unlogged);
         }
         (Answer::Outcome(outcome), unlogged)
@@ -182,7 +182,7 @@ impl Core {
         client: Client<'_>,
         args: impl FnOnce() -> Vec<Bytes>,
     ) {
-        let stats = &self.ctx.shards[self.id];
+        let stats = &self.ctx.figures.shards[self.id];
         stats.commands.record(row, outcome, elapsed);
         let config = &self.ctx.config;
         let Ok(threshold) = u128::try_from(config.slowlog_log_slower_than) else {
@@ -199,6 +199,7 @@ impl Core {
         let entry = SlowEntry {
             id: self
                 .ctx
+                .figures
                 .slowlog_ids
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             unix_secs: SystemTime::now()

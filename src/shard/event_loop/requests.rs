@@ -36,7 +36,7 @@ impl Core {
     fn dispatch(&mut self, args: &Args<'_>, conn: &mut ConnParts<'_>, cref: ConnRef) -> bool {
         let protocol = conn.session.protocol;
         let name = args.get(0).unwrap_or_default();
-        let stats = &self.ctx.shards[self.id].commands;
+        let stats = &self.ctx.figures.shards[self.id].commands;
         let Some(spec) = lookup(name) else {
             stats.count(UNKNOWN, Outcome::Rejected);
             let reply = conn.doom(unknown_command(args));
@@ -142,7 +142,7 @@ impl Core {
                 return true;
             }
             Some(Err(error)) => {
-                let stats = &self.ctx.shards[self.id].commands;
+                let stats = &self.ctx.figures.shards[self.id].commands;
                 stats.count(spec.kind.index(), Outcome::of_error(error));
                 conn.push(error.into(), protocol);
             }
@@ -162,7 +162,7 @@ impl Core {
                     && reply.as_ref() == Some(&admin::WRONGPASS)
                 {
                     conn.session.auth_failures = conn.session.auth_failures.saturating_add(1);
-                    self.ctx.clients.auth_failed(&conn.session.peer);
+                    self.ctx.figures.clients.auth_failed(&conn.session.peer);
                     let penalty = admin::auth_penalty_ms(conn.session.auth_failures);
                     if penalty > 0 {
                         *conn.hold_until_ms = self.now_ms.saturating_add(penalty);

@@ -50,6 +50,7 @@ impl<C: Clock> Shard<C> {
                     // Accepted just before the shutdown: closed unserved.
                     self.core
                         .ctx
+                        .figures
                         .clients
                         .connected
                         .fetch_sub(1, Ordering::Relaxed);
