@@ -140,6 +140,23 @@ impl ClientFigures {
         }
     }
 
+    /// Counts a new connection in, unless `limit` are in already: then it is counted as
+    /// refused instead. Whether it was let in.
+    pub fn admit(&self, limit: usize) -> bool {
+        if self.connected.fetch_add(1, Ordering::Relaxed) < limit {
+            return true;
+        }
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// A connection counted in by [`ClientFigures::admit`] is gone: closed, failed, or never
+    /// served.
+    pub fn left(&self) {
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// A fresh client id, unique for the life of the process (CLIENT ID).
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)

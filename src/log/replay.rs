@@ -29,7 +29,8 @@ use crate::types::{shard_for, slot_for};
 /// One tracked id. Its hash slot is computed once, while the id's bytes are still in the read
 /// buffer, so whoever routes the live records at the end never reads the id again (with
 /// millions of ids, each such read is a cache miss).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 struct Tracked {
     id: Box<[u8]>,
     hash_slot: u16,
@@ -47,8 +48,9 @@ pub struct LiveRecord {
 }
 
 /// The live ids after replay, one [`LiveRecord`] each, in no particular order; consumed as it
-/// is read, so recovery never holds two copies of them.
-#[derive(Clone, Debug)]
+/// is read, so recovery never holds two copies of them (tests may clone it).
+#[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct LiveRecords {
     ids: std::vec::IntoIter<Tracked>,
 }
@@ -107,7 +109,8 @@ impl Tracked {
 }
 
 /// The recovered state of one id so far.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 struct Slot {
     /// Epoch of the assignment in `state`.
     epoch: u64,
@@ -116,7 +119,8 @@ struct Slot {
     renew: Option<(u64, u64)>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 enum SlotState {
     /// Only renews seen so far.
     Unassigned,

@@ -113,9 +113,7 @@ pub fn run(
             continue;
         }
         let limit = ctx.maxclients;
-        if ctx.clients.connected.fetch_add(1, Ordering::Relaxed) >= limit {
-            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
-            ctx.clients.rejected.fetch_add(1, Ordering::Relaxed);
+        if !ctx.clients.admit(limit) {
             refuse(
                 stream,
                 b"-ERR max number of clients reached\r\n",
@@ -130,27 +128,27 @@ pub fn run(
             continue;
         }
         if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
-            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+            ctx.clients.left();
             continue;
         }
         if let Some((config, handshakers)) = &mut tls {
             match ServerConnection::new(config.clone()) {
                 Ok(session) => {
                     if !handshakers.hand(stream, session) {
-                        ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+                        ctx.clients.left();
                         error!("the TLS handshake threads have stopped; no longer accepting");
                         return;
                     }
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot start a TLS session");
-                    ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+                    ctx.clients.left();
                 }
             }
             continue;
         }
         if !deal(Accepted { stream, tls: None }) {
-            ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+            ctx.clients.left();
             error!("a shard has stopped; no longer accepting connections");
             return;
         }

@@ -20,7 +20,6 @@
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -187,7 +186,7 @@ impl Worker {
             if self.ctx.lifecycle.is_stopping() {
                 for p in self.pending.drain() {
                     drop(p);
-                    self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+                    self.ctx.clients.left();
                 }
                 return;
             }
@@ -232,7 +231,7 @@ impl Worker {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         warn!(error = %e, "cannot register a TLS connection");
-                        self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+                        self.ctx.clients.left();
                         continue;
                     }
                     entry.insert(Pending {
@@ -279,13 +278,13 @@ impl Worker {
         };
         if !(self.deal)(accepted) {
             // The shard has stopped: the server is shutting down.
-            self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.clients.left();
         }
     }
 
     /// Drops a connection whose handshake failed, saying why at a bounded rate.
     fn fail(&self, p: Pending, reason: &str) {
-        self.ctx.clients.connected.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.clients.left();
         if let Some(skipped) = self.failures.ready() {
             let peer = p
                 .peer

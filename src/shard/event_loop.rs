@@ -228,9 +228,7 @@ impl<C: Clock> Shard<C> {
             // Replies leave: batches to other shards, answers to HTTP callers, sockets.
             stalled = self.core.mesh.flush();
             self.core.answer_external();
-            for idx in std::mem::take(&mut self.dirty) {
-                self.write(idx);
-            }
+            self.write_dirty();
             if self.stopping && self.drained(stalled) {
                 debug!(shard = self.core.id, "shard stopped");
                 return Ok(());
@@ -271,6 +269,18 @@ impl<C: Clock> Shard<C> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Writes the connections marked dirty this iteration. The list is drained in place and
+    /// kept, so that a busy loop does not allocate it anew every iteration.
+    fn write_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for idx in dirty.drain(..) {
+            self.write(idx);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
     }
 
     /// Connections held back after failed authentications whose time has come go back to

@@ -270,11 +270,12 @@ impl LockTable {
                     return Error::Mismatch.into();
                 }
                 let lease_left_ms = lease_left(&entry, now);
-                if entry.state() == State::Locked && lock.key.is_some_and(|k| entry.key_matches(&k))
+                if entry.state() == State::Locked
+                    && let Some(key) = lock.key.filter(|k| entry.key_matches(k))
                 {
                     // The same LOCK again (its reply was lost): the same grant, unchanged.
                     return Outcome::Granted {
-                        key: lock.key.unwrap_or_default(),
+                        key,
                         fence: entry.fence(),
                         with_fence: lock.with_fence,
                     };

@@ -146,25 +146,6 @@ fn shell_example_sends_utf8_bytes_and_gives_up_on_a_held_id() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
-/// `tool`, if it runs `probe` successfully (its client library is installed); `None` (a
-/// loud skip, or a failure with `TOKEN_SERVER_REQUIRE_TOOLS=1`) otherwise.
-fn require_client(tool: &str, probe: &[&str], install: &str) -> Option<std::path::PathBuf> {
-    let path = require_tool(tool)?;
-    let works = Command::new(&path)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if works {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("TOKEN_SERVER_REQUIRE_TOOLS").as_deref() != Ok("1"),
-        "{tool}'s Redis client is not installed ({install}); TOKEN_SERVER_REQUIRE_TOOLS=1"
-    );
-    eprintln!("!!! SKIPPING TEST: {tool}'s Redis client is not installed ({install})");
-    None
-}
-
 /// Runs a client check script of examples/ against a fresh server; it must say `: ok`.
 fn run_client_script(tool: &std::path::Path, script: &str) {
     let server = Server::start(&["--shards", "2"]);
@@ -183,9 +164,10 @@ fn run_client_script(tool: &std::path::Path, script: &str) {
 
 #[test]
 fn ruby_client_calls_batches_and_retries() {
-    let Some(ruby) = require_client(
+    let Some(ruby) = common::require_tool_that(
         "ruby",
         &["-e", "require 'redis'"],
+        "ruby's Redis client (redis-rb) is not installed",
         "apt-get install ruby-redis",
     ) else {
         return;
@@ -195,9 +177,10 @@ fn ruby_client_calls_batches_and_retries() {
 
 #[test]
 fn php_client_calls_batches_and_retries() {
-    let Some(php) = require_client(
+    let Some(php) = common::require_tool_that(
         "php",
         &["-r", "exit(class_exists('Redis') ? 0 : 1);"],
+        "php's Redis client (phpredis) is not installed",
         "apt-get install php-cli php-redis",
     ) else {
         return;

@@ -14,8 +14,6 @@
 //!
 //! The argument size and count limits live in the request decoder ([`Limits`]).
 
-use std::sync::atomic::Ordering;
-
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use tracing::{debug, warn};
@@ -72,12 +70,7 @@ impl<C: Clock> Shard<C> {
     pub(super) fn adopt(&mut self, accepted: Accepted) {
         let Accepted { stream, tls } = accepted;
         let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-            self.core
-                .ctx
-                .figures
-                .clients
-                .connected
-                .fetch_sub(1, Ordering::Relaxed);
+            self.core.ctx.figures.clients.left();
             return;
         };
         let tcp = TcpStream::from_std(stream);
@@ -93,12 +86,7 @@ impl<C: Clock> Shard<C> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!(error = %e, "cannot register a connection");
-            self.core
-                .ctx
-                .figures
-                .clients
-                .connected
-                .fetch_sub(1, Ordering::Relaxed);
+            self.core.ctx.figures.clients.left();
             return;
         }
         let session = Session::new(&self.core.ctx, peer, local);

@@ -3,7 +3,6 @@
 //! unsent grants given back, its waits cancelled on every shard).
 
 use std::io;
-use std::sync::atomic::Ordering;
 
 use tracing::debug;
 
@@ -170,12 +169,7 @@ impl<C: Clock> Shard<C> {
         if self.conns.contains(idx) {
             let mut conn = self.conns.remove(idx);
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            self.core
-                .ctx
-                .figures
-                .clients
-                .connected
-                .fetch_sub(1, Ordering::Relaxed);
+            self.core.ctx.figures.clients.left();
             for grant in conn.output.take_unsent_grants() {
                 self.core.orphan(grant);
             }

@@ -21,7 +21,6 @@ const PEER_CLOSED: Reply = Reply::error(
 );
 
 impl Core {
-    /// Runs one decoded request from a connection of this shard.
     /// Runs one decoded request from a connection of this shard, and counts it in this
     /// shard's `commands`, unless it is a lock command sent to run: those count on the shard
     /// that runs them ([`Core::run_observed`]), with the ones from other shards and HTTP.

@@ -2,8 +2,6 @@
 //! from the inbox, requests and replies from other shards over the mesh, and the replies owed
 //! to waiters, routed to their connection, shard or caller.
 
-use std::sync::atomic::Ordering;
-
 use super::{Ack, Client, Shard};
 use crate::clock::Clock;
 use crate::shard::mesh::{Answer, External, Message, SlotFill};
@@ -48,12 +46,7 @@ impl<C: Clock> Shard<C> {
             match work {
                 External::Connection(_) if self.stopping => {
                     // Accepted just before the shutdown: closed unserved.
-                    self.core
-                        .ctx
-                        .figures
-                        .clients
-                        .connected
-                        .fetch_sub(1, Ordering::Relaxed);
+                    self.core.ctx.figures.clients.left();
                 }
                 External::Connection(accepted) => self.adopt(accepted),
                 External::Shutdown => self.stopping = true,

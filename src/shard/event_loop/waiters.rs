@@ -57,13 +57,16 @@ impl Core {
     /// Hands the replies owed to outside callers to them; a grant whose caller has gone is
     /// given back.
     pub(super) fn answer_external(&mut self) {
-        for (done, answer, grant) in std::mem::take(&mut self.callers.external_replies) {
+        // Drained in place: the vector keeps its room for the next iteration.
+        let mut replies = std::mem::take(&mut self.callers.external_replies);
+        for (done, answer, grant) in replies.drain(..) {
             if !done.answer(answer)
                 && let Some(grant) = grant
             {
                 self.orphan(grant);
             }
         }
+        self.callers.external_replies = replies;
     }
 
     /// Notes a lock granted to a waiter that has gone (its connection closed, its HTTP caller

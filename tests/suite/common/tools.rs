@@ -54,30 +54,47 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// `python3`, if it is on `PATH` and can import `module` (e.g. `redis` for redis-py).
-/// Like [`require_tool`], a missing one skips loudly, or fails with
-/// `TOKEN_SERVER_REQUIRE_TOOLS=1`.
-pub fn require_python_module(module: &str) -> Option<PathBuf> {
-    let python = require_tool("python3")?;
-    let imports = Command::new(&python)
-        .args(["-c", &format!("import {module}")])
+/// `tool`, if it is on `PATH` and `tool probe...` succeeds (its library is installed, say).
+/// Otherwise the calling test skips loudly, saying `missing` and how to `install` it, or fails
+/// with `TOKEN_SERVER_REQUIRE_TOOLS=1`, like [`require_tool`].
+pub fn require_tool_that(
+    tool: &str,
+    probe: &[&str],
+    missing: &str,
+    install: &str,
+) -> Option<PathBuf> {
+    let path = require_tool(tool)?;
+    let works = Command::new(&path)
+        .args(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if imports {
-        return Some(python);
+    if works {
+        return Some(path);
     }
     if std::env::var("TOKEN_SERVER_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("python module `{module}` not importable (TOKEN_SERVER_REQUIRE_TOOLS=1)");
+        panic!("{missing} (TOKEN_SERVER_REQUIRE_TOOLS=1)");
     }
     let _ = writeln!(
         io::stderr(),
         "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPING TEST: python module `{module}` is not installed.\n\
-         !!! Install it (pip install {module}) or set\n\
+         !!! SKIPPING TEST: {missing}.\n\
+         !!! Install it ({install}) or set\n\
          !!! TOKEN_SERVER_REQUIRE_TOOLS=1 to turn this skip into a failure.\n\
          !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
     );
     None
+}
+
+/// `python3`, if it is on `PATH` and can import `module` (e.g. `redis` for redis-py).
+/// Like [`require_tool`], a missing one skips loudly, or fails with
+/// `TOKEN_SERVER_REQUIRE_TOOLS=1`.
+pub fn require_python_module(module: &str) -> Option<PathBuf> {
+    require_tool_that(
+        "python3",
+        &["-c", &format!("import {module}")],
+        &format!("python module `{module}` is not installed"),
+        &format!("pip install {module}"),
+    )
 }
